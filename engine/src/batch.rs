@@ -1,0 +1,417 @@
+//! Kafka v2 record batches ("magic 2"): header parsing, validation and the two
+//! fields the broker rewrites (base offset, partition leader epoch), both outside
+//! the CRC so a batch is stored exactly as the producer sent it.
+//!
+//! Layout (big-endian):
+//! ```text
+//!  0 baseOffset i64 | 8 batchLength i32 | 12 partitionLeaderEpoch i32 | 16 magic i8
+//! 17 crc u32 (CRC-32C of bytes 21..end) | 21 attributes i16 | 23 lastOffsetDelta i32
+//! 27 baseTimestamp i64 | 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16
+//! 53 baseSequence i32 | 57 recordsCount i32 | 61 records...
+//! ```
+
+use crate::error::{EngineError, Result};
+
+/// Bytes before `batchLength`'s payload starts: baseOffset + batchLength.
+pub const LOG_OVERHEAD: usize = 12;
+/// Size of the fixed v2 header, up to and including recordsCount.
+pub const HEADER_LEN: usize = 61;
+const CRC_START: usize = 21;
+
+/// The parsed fixed header of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().unwrap())
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(b[at..at + 2].try_into().unwrap())
+}
+
+impl BatchHeader {
+    /// Parses the fixed header; `None` if fewer than [`HEADER_LEN`] bytes are given.
+    pub fn parse(b: &[u8]) -> Option<BatchHeader> {
+        if b.len() < HEADER_LEN {
+            return None;
+        }
+        Some(BatchHeader {
+            base_offset: be_i64(b, 0),
+            batch_length: be_i32(b, 8),
+            partition_leader_epoch: be_i32(b, 12),
+            magic: b[16] as i8,
+            crc: u32::from_be_bytes(b[17..21].try_into().unwrap()),
+            attributes: be_i16(b, 21),
+            last_offset_delta: be_i32(b, 23),
+            base_timestamp: be_i64(b, 27),
+            max_timestamp: be_i64(b, 35),
+            producer_id: be_i64(b, 43),
+            producer_epoch: be_i16(b, 51),
+            base_sequence: be_i32(b, 53),
+            records_count: be_i32(b, 57),
+        })
+    }
+
+    /// Whole batch size on disk, including the 12-byte log overhead.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length.max(0) as usize
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+    /// Compression codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn compression(&self) -> u8 {
+        (self.attributes & 0x7) as u8
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+/// CRC-32C over attributes..end, as the batch header's `crc` field covers.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[CRC_START..])
+}
+
+/// Rewrites the base offset in place (not covered by the CRC).
+pub fn set_base_offset(batch: &mut [u8], base_offset: u64) {
+    batch[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
+}
+
+/// Rewrites the partition leader epoch in place (not covered by the CRC).
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Structural check used by recovery and reads: header sane and CRC matches.
+/// Does not look inside records (a stored batch was validated when appended).
+pub fn check_stored(batch: &[u8]) -> Result<BatchHeader> {
+    let h = BatchHeader::parse(batch)
+        .ok_or_else(|| EngineError::CorruptBatch(format!("{} bytes is shorter than a batch header", batch.len())))?;
+    if h.magic != 2 {
+        return Err(EngineError::CorruptBatch(format!("magic {} (expected 2)", h.magic)));
+    }
+    if h.total_len() < HEADER_LEN || h.total_len() != batch.len() {
+        return Err(EngineError::CorruptBatch(format!(
+            "batchLength {} does not match {} bytes",
+            h.batch_length,
+            batch.len()
+        )));
+    }
+    let crc = compute_crc(batch);
+    if crc != h.crc {
+        return Err(EngineError::CorruptBatch(format!(
+            "CRC-32C mismatch: header {:#010x}, computed {crc:#010x}",
+            h.crc
+        )));
+    }
+    Ok(h)
+}
+
+/// Full validation of a batch a producer sent: structure, CRC, size limit, and
+/// for uncompressed batches every record's framing. Nothing is written for a
+/// request if any of its batches fails here.
+pub fn validate_produced(batch: &[u8], max_message_bytes: usize) -> Result<BatchHeader> {
+    if batch.len() > max_message_bytes {
+        return Err(EngineError::BatchTooLarge { size: batch.len(), max: max_message_bytes });
+    }
+    let h = BatchHeader::parse(batch)
+        .ok_or_else(|| EngineError::CorruptBatch(format!("{} bytes is shorter than a batch header", batch.len())))?;
+    if h.magic != 2 {
+        // Message formats v0/v1 are gone since Kafka 4.0; clients we support send v2.
+        return Err(EngineError::InvalidBatch(format!("magic {} is not supported (only 2)", h.magic)));
+    }
+    let h = check_stored(batch)?;
+    if h.records_count <= 0 {
+        return Err(EngineError::InvalidBatch(format!("records count {}", h.records_count)));
+    }
+    if h.last_offset_delta != h.records_count - 1 {
+        return Err(EngineError::InvalidBatch(format!(
+            "lastOffsetDelta {} but {} records",
+            h.last_offset_delta, h.records_count
+        )));
+    }
+    if h.is_control() {
+        return Err(EngineError::InvalidBatch("producers may not write control batches".into()));
+    }
+    if h.compression() > 4 {
+        return Err(EngineError::InvalidBatch(format!("unknown compression codec {}", h.compression())));
+    }
+    if h.compression() == 0 {
+        check_records(&batch[HEADER_LEN..], h.records_count)?;
+    }
+    Ok(h)
+}
+
+/// Splits a Produce request's `records` field into its batches, each as a range.
+pub fn split_batches(records: &[u8]) -> Result<Vec<std::ops::Range<usize>>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        if rest.len() < LOG_OVERHEAD {
+            return Err(EngineError::CorruptBatch(format!("{} trailing bytes after the last batch", rest.len())));
+        }
+        let len = be_i32(rest, 8);
+        if len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+            return Err(EngineError::CorruptBatch(format!("batchLength {len}")));
+        }
+        let total = LOG_OVERHEAD + len as usize;
+        if total > rest.len() {
+            return Err(EngineError::CorruptBatch(format!("batch of {total} bytes truncated at {}", rest.len())));
+        }
+        out.push(pos..pos + total);
+        pos += total;
+    }
+    if out.is_empty() {
+        return Err(EngineError::InvalidBatch("no record batch in request".into()));
+    }
+    Ok(out)
+}
+
+/// Reads a zig-zag varint (Kafka's record encoding), returning (value, bytes used).
+pub fn read_varlong(b: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        raw |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+        }
+    }
+    None
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn varint(&mut self) -> Result<i64> {
+        let (v, n) = read_varlong(&self.b[self.pos..]).ok_or_else(|| bad("truncated varint"))?;
+        self.pos += n;
+        Ok(v)
+    }
+    fn skip(&mut self, n: i64, what: &str) -> Result<()> {
+        if n < 0 || self.pos as i64 + n > self.b.len() as i64 {
+            return Err(bad(&format!("{what} length {n} overruns the record")));
+        }
+        self.pos += n as usize;
+        Ok(())
+    }
+    fn nullable(&mut self, what: &str) -> Result<()> {
+        let n = self.varint()?;
+        if n == -1 {
+            return Ok(());
+        }
+        self.skip(n, what)
+    }
+}
+
+fn bad(msg: &str) -> EngineError {
+    EngineError::CorruptBatch(msg.to_string())
+}
+
+/// One record as laid out in an uncompressed batch body: only the fields the
+/// engine needs (offset lookups by timestamp).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMeta {
+    pub offset_delta: i64,
+    pub timestamp_delta: i64,
+}
+
+/// Walks `count` records framed back to back in `body`, checking that every
+/// length fits and that they fill `body` exactly.
+pub fn check_records(body: &[u8], count: i32) -> Result<()> {
+    walk_records(body, count, |_| {})
+}
+
+/// Calls `f` for each record of an uncompressed batch body, validating framing.
+pub fn walk_records(body: &[u8], count: i32, mut f: impl FnMut(RecordMeta)) -> Result<()> {
+    let mut c = Cursor { b: body, pos: 0 };
+    for i in 0..count as i64 {
+        let len = c.varint()?;
+        let start = c.pos;
+        c.skip(len, "record")?;
+        let end = c.pos;
+        let mut r = Cursor { b: &body[..end], pos: start };
+        if r.pos >= end {
+            return Err(bad("empty record"));
+        }
+        r.pos += 1; // attributes, unused in v2
+        let timestamp_delta = r.varint()?;
+        let offset_delta = r.varint()?;
+        if offset_delta != i {
+            return Err(EngineError::InvalidBatch(format!("record {i} has offsetDelta {offset_delta}")));
+        }
+        r.nullable("key")?;
+        r.nullable("value")?;
+        let headers = r.varint()?;
+        if headers < 0 {
+            return Err(bad("negative header count"));
+        }
+        for _ in 0..headers {
+            let key_len = r.varint()?;
+            r.skip(key_len, "header key")?;
+            r.nullable("header value")?;
+        }
+        if r.pos != end {
+            return Err(bad(&format!("record {i} has {} unread bytes", end - r.pos)));
+        }
+        f(RecordMeta { offset_delta, timestamp_delta });
+    }
+    if c.pos != body.len() {
+        return Err(bad(&format!("{} bytes after the last record", body.len() - c.pos)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn put_varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// Builds a valid uncompressed v2 batch of `count` records with `value_len`-byte
+    /// values; timestamps `base_ts + i`. Used by tests across the engine.
+    pub fn make_batch(count: i32, value_len: usize, base_ts: i64) -> Vec<u8> {
+        let mut records = Vec::new();
+        for i in 0..count {
+            let mut r = Vec::new();
+            r.push(0u8);
+            put_varint(&mut r, i as i64);
+            put_varint(&mut r, i as i64);
+            put_varint(&mut r, -1); // null key
+            put_varint(&mut r, value_len as i64);
+            r.extend(std::iter::repeat_n(b'x' ^ (i as u8), value_len));
+            put_varint(&mut r, 0);
+            put_varint(&mut records, r.len() as i64);
+            records.extend_from_slice(&r);
+        }
+        let mut b = Vec::with_capacity(HEADER_LEN + records.len());
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(count - 1).to_be_bytes());
+        b.extend_from_slice(&base_ts.to_be_bytes());
+        b.extend_from_slice(&(base_ts + count as i64 - 1).to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(&records);
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn valid_batch_passes_and_parses() {
+        let b = make_batch(5, 10, 1000);
+        let h = validate_produced(&b, 1 << 20).unwrap();
+        assert_eq!(h.records_count, 5);
+        assert_eq!(h.last_offset_delta, 4);
+        assert_eq!(h.max_timestamp, 1004);
+        assert_eq!(h.total_len(), b.len());
+    }
+
+    #[test]
+    fn flipped_bit_fails_crc() {
+        let mut b = make_batch(3, 10, 0);
+        let last = b.len() - 2;
+        b[last] ^= 1;
+        assert!(matches!(validate_produced(&b, 1 << 20), Err(EngineError::CorruptBatch(_))));
+    }
+
+    #[test]
+    fn base_offset_rewrite_keeps_crc_valid() {
+        let mut b = make_batch(3, 10, 0);
+        set_base_offset(&mut b, 12345);
+        set_partition_leader_epoch(&mut b, 7);
+        let h = check_stored(&b).unwrap();
+        assert_eq!(h.base_offset, 12345);
+        assert_eq!(h.last_offset(), 12347);
+    }
+
+    #[test]
+    fn oversized_and_wrong_magic_and_count_mismatch_rejected() {
+        let b = make_batch(3, 100, 0);
+        assert!(matches!(validate_produced(&b, 100), Err(EngineError::BatchTooLarge { .. })));
+        let mut m = b.clone();
+        m[16] = 1;
+        assert!(matches!(validate_produced(&m, 1 << 20), Err(EngineError::InvalidBatch(_))));
+        let mut c = b.clone();
+        c[57..61].copy_from_slice(&4i32.to_be_bytes());
+        let crc = compute_crc(&c);
+        c[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(validate_produced(&c, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn record_framing_errors_detected_even_with_good_crc() {
+        let mut b = make_batch(2, 10, 0);
+        // Corrupt the first record's length varint, then fix the CRC so only framing is wrong.
+        b[HEADER_LEN] = 0x7e;
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(validate_produced(&b, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn split_finds_each_batch_and_rejects_truncation() {
+        let a = make_batch(1, 5, 0);
+        let b = make_batch(2, 7, 0);
+        let mut all = a.clone();
+        all.extend_from_slice(&b);
+        let ranges = split_batches(&all).unwrap();
+        assert_eq!(ranges, vec![0..a.len(), a.len()..a.len() + b.len()]);
+        assert!(split_batches(&all[..all.len() - 1]).is_err());
+        assert!(split_batches(&[]).is_err());
+        assert!(split_batches(&[0u8; 5]).is_err());
+    }
+
+    #[test]
+    fn varints_decode() {
+        let mut v = Vec::new();
+        for x in [0i64, -1, 1, 63, -64, 300, i32::MAX as i64, i64::MIN] {
+            v.clear();
+            put_varint(&mut v, x);
+            assert_eq!(read_varlong(&v), Some((x, v.len())));
+        }
+        assert_eq!(read_varlong(&[0x80, 0x80]), None);
+    }
+}

@@ -1,0 +1,62 @@
+//! Per-partition log configuration, named as Kafka's topic configs are.
+
+/// Topic-level settings the engine honours. Units are in the names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment once it would exceed this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment once it is this old.
+    pub segment_ms: u64,
+    /// `retention.ms`: delete closed segments whose newest record is older; `None` = forever.
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes`: delete oldest closed segments while the log is larger; `None` = unbounded.
+    pub retention_bytes: Option<u64>,
+    /// `max.message.bytes`: largest record batch accepted.
+    pub max_message_bytes: usize,
+    /// `flush.messages`: fdatasync after this many records; `None` = leave it to the OS.
+    pub flush_messages: Option<u64>,
+    /// `flush.ms`: fdatasync data older than this (driven by the owner's ticker); `None` = never.
+    pub flush_ms: Option<u64>,
+    /// `index.interval.bytes`: log bytes between two sparse index entries.
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        // Kafka's defaults, except flush.* which Kafka leaves unset too.
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            max_message_bytes: 1_048_588,
+            flush_messages: None,
+            flush_ms: None,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Smallest segment size accepted, as Kafka (14 bytes is Kafka's own floor; we
+    /// need room for at least one batch header).
+    pub const SEGMENT_BYTES_MIN: u64 = 1024;
+    /// Segment positions are stored as u32 in the index, as Kafka's.
+    pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(Self::SEGMENT_BYTES_MIN..=Self::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(format!("segment.bytes must be in [{}, {}]", Self::SEGMENT_BYTES_MIN, Self::SEGMENT_BYTES_MAX));
+        }
+        if self.max_message_bytes == 0 {
+            return Err("max.message.bytes must be positive".into());
+        }
+        if self.index_interval_bytes == 0 {
+            return Err("index.interval.bytes must be positive".into());
+        }
+        if self.flush_messages == Some(0) {
+            return Err("flush.messages must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! Engine errors. Each variant maps onto one Kafka error code in the broker.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Bad CRC, impossible lengths, truncated batch: Kafka's CORRUPT_MESSAGE.
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    /// Well-formed but not acceptable (magic < 2, count mismatch): INVALID_RECORD.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(String),
+    /// Batch larger than the topic's `max.message.bytes`: MESSAGE_TOO_LARGE.
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge { size: usize, max: usize },
+    /// Asked for an offset outside [log start, high watermark]: OFFSET_OUT_OF_RANGE.
+    #[error("offset {offset} out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },
+    /// The disk said no (ENOSPC, EIO): KAFKA_STORAGE_ERROR. Nothing of the failed
+    /// appends is visible; the log is usable again once the cause is gone.
+    #[error("storage error: {0}")]
+    Storage(#[from] io::Error),
+    /// A segment on disk is damaged beyond the torn tail that recovery truncates.
+    #[error("log directory {dir}: {reason}")]
+    Recovery { dir: String, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;

@@ -1,0 +1,24 @@
+//! Laminar's storage engine: one append-only log per partition, split into
+//! segments of Kafka v2 record batches stored exactly as received, with sparse
+//! offset and time indexes, io_uring group-committed appends, crash recovery
+//! and retention. Knows nothing of Kafka requests, sockets or coordination.
+//!
+//! Where to look: produce path `log::PartitionLog::append` → `log::run_writer`;
+//! fetch path `log::PartitionLog::read` → `segment::Segment::locate`; recovery
+//! `log::PartitionLog::open` → `segment::Segment::open`.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod log;
+pub mod segment;
+pub mod watch;
+
+pub use config::LogConfig;
+pub use error::{EngineError, Result};
+pub use log::{AppendInfo, FileSlice, LogStats, PartitionLog, ReadResult, RecoveryReport, RetentionReport};
+pub use watch::LogWatch;
+
+#[cfg(test)]
+mod log_tests;

@@ -1,0 +1,702 @@
+//! A partition log: ordered segments, offset assignment, group-committed appends
+//! on io_uring, positional reads for zero-copy fetch, retention.
+//!
+//! Produce path: `append` validates every batch of the request and assigns
+//! offsets synchronously (so order is fixed and a bad batch lands nothing), then
+//! queues them. One writer task per log drains the queue: everything queued while
+//! the previous write was in flight goes out as one `writev` (group commit),
+//! followed by one `fdatasync` if any append asked for durability or the flush
+//! policy says so. Only then does the high watermark move and callers get acked.
+//!
+//! The log is owned by one shard (`Rc`, not `Send`): no locks on this path.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use crate::batch::{self, BatchHeader};
+use crate::config::LogConfig;
+use crate::error::{EngineError, Result};
+use crate::index::write_synced;
+use crate::segment::{ScanReport, Segment};
+use crate::watch::LogWatch;
+
+/// Most iovecs handed to one `writev` (Linux's IOV_MAX).
+const IOVECS_PER_WRITE_MAX: usize = 1024;
+const LOG_START_CHECKPOINT: &str = "log-start-offset";
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What one `append` call was given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub log_start_offset: u64,
+}
+
+/// A byte range of a segment file holding whole batches (except possibly the
+/// last, cut at `max_bytes` as Kafka does), ready for sendfile.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<fs::File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub slice: Option<FileSlice>,
+    pub high_watermark: u64,
+    pub log_start_offset: u64,
+}
+
+/// What opening a log found and repaired.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub dir: PathBuf,
+    pub segments: usize,
+    pub bytes_scanned: u64,
+    pub batches_scanned: u64,
+    pub truncated_bytes: u64,
+    pub truncation_reason: Option<String>,
+    pub log_start_offset: u64,
+    pub log_end_offset: u64,
+    pub elapsed_us: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: u64,
+}
+
+/// Counters for the write path (the log's probe): group-commit effectiveness
+/// is `batches / write_rounds`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub appends: u64,
+    pub batches: u64,
+    pub bytes: u64,
+    pub write_rounds: u64,
+    pub writev_calls: u64,
+    pub syncs: u64,
+    pub rolls: u64,
+}
+
+struct QueuedAppend {
+    batches: Vec<Bytes>,
+    headers: Vec<BatchHeader>,
+    sync: bool,
+    done: oneshot::Sender<Result<()>>,
+}
+
+struct LogState {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<u64, Segment>,
+    log_start_offset: u64,
+    /// Next offset to hand out; runs ahead of the high watermark by the queue.
+    next_offset: u64,
+    high_watermark: u64,
+    /// Byte position of the high watermark in the active segment at the time it
+    /// was published (reads of that segment stop there).
+    hw_segment: u64,
+    hw_position: u64,
+    leader_epoch: i32,
+    queue: Vec<QueuedAppend>,
+    writer_running: bool,
+    records_since_flush: u64,
+    /// Wall-clock ms of the oldest write not yet synced.
+    unflushed_since_ms: Option<u64>,
+    /// Set after an fdatasync failure: the page cache can no longer be trusted
+    /// to match the disk, so the log refuses writes until reopened (fsyncgate).
+    offline: Option<String>,
+    /// Failure probe: the next write fails with this errno.
+    inject_write_errno: Option<i32>,
+    watch: Arc<LogWatch>,
+    stats: LogStats,
+}
+
+/// A partition's log. Cheap to clone (shared handle within one shard).
+#[derive(Clone)]
+pub struct PartitionLog {
+    st: Rc<RefCell<LogState>>,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log has at least one segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log has at least one segment")
+    }
+    fn publish(&self) {
+        debug_assert!(self.log_start_offset <= self.high_watermark);
+        debug_assert!(self.high_watermark <= self.next_offset);
+        self.watch.publish(self.high_watermark, self.log_start_offset);
+    }
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it: every segment's
+    /// unindexed tail is scanned and CRC-checked, a torn tail of the last segment
+    /// is truncated, missing or stale indexes are rebuilt.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, RecoveryReport)> {
+        config.validate().map_err(|e| EngineError::Recovery { dir: dir.display().to_string(), reason: e })?;
+        let started = Instant::now();
+        let now = now_ms();
+        fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<u64>() {
+                    bases.push(base);
+                }
+            } else if name.ends_with(".tmp") {
+                // An index write that did not finish its rename.
+                let _ = fs::remove_file(dir.join(&*name));
+            }
+        }
+        bases.sort_unstable();
+        let mut report = RecoveryReport { dir: dir.to_path_buf(), ..Default::default() };
+        let mut segments = BTreeMap::new();
+        let mut expected_next: Option<u64> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let (seg, scan): (Segment, ScanReport) = Segment::open(dir, base, last, now, config.index_interval_bytes)?;
+            if let Some(next) = expected_next {
+                if next != base {
+                    return Err(EngineError::Recovery {
+                        dir: dir.display().to_string(),
+                        reason: format!("segment {base} follows a segment ending at offset {next}"),
+                    });
+                }
+            }
+            if !last && scan.bytes_scanned > 0 && !seg.offset_index.is_empty() {
+                // Rebuilt (or extended) index of a sealed segment: keep it for next time.
+                seg.write_indexes()?;
+            }
+            expected_next = Some(seg.next_offset);
+            report.bytes_scanned += scan.bytes_scanned;
+            report.batches_scanned += scan.batches;
+            report.truncated_bytes += scan.truncated_bytes;
+            if scan.reason.is_some() {
+                report.truncation_reason = scan.reason.clone();
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0, now, config.index_interval_bytes)?);
+        }
+        let first_base = *segments.keys().next().unwrap();
+        let checkpoint = read_checkpoint(dir)?;
+        let active = segments.values().next_back().unwrap();
+        let log_end = active.next_offset;
+        let log_start = checkpoint.unwrap_or(0).max(first_base).min(log_end);
+        let (hw_segment, hw_position) = (active.base_offset, active.size);
+        report.segments = segments.len();
+        report.log_start_offset = log_start;
+        report.log_end_offset = log_end;
+        report.elapsed_us = started.elapsed().as_micros() as u64;
+        let watch = Arc::new(LogWatch::default());
+        let st = LogState {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: log_start,
+            next_offset: log_end,
+            high_watermark: log_end,
+            hw_segment,
+            hw_position,
+            leader_epoch: 0,
+            queue: Vec::new(),
+            writer_running: false,
+            records_since_flush: 0,
+            unflushed_since_ms: None,
+            offline: None,
+            inject_write_errno: None,
+            watch,
+            stats: LogStats::default(),
+        };
+        st.publish();
+        Ok((PartitionLog { st: Rc::new(RefCell::new(st)) }, report))
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.st.borrow().dir.clone()
+    }
+    pub fn config(&self) -> LogConfig {
+        self.st.borrow().config.clone()
+    }
+    /// Applies new topic configs; they take effect from the next append/roll/retention pass.
+    pub fn set_config(&self, config: LogConfig) -> std::result::Result<(), String> {
+        config.validate()?;
+        let mut st = self.st.borrow_mut();
+        for seg in st.segments.values_mut() {
+            seg.index_interval_bytes = config.index_interval_bytes;
+        }
+        st.config = config;
+        Ok(())
+    }
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.st.borrow_mut().leader_epoch = epoch;
+    }
+    pub fn watch(&self) -> Arc<LogWatch> {
+        self.st.borrow().watch.clone()
+    }
+    pub fn log_start_offset(&self) -> u64 {
+        self.st.borrow().log_start_offset
+    }
+    /// Offset after the last acknowledged batch: what consumers may read up to.
+    pub fn high_watermark(&self) -> u64 {
+        self.st.borrow().high_watermark
+    }
+    /// With no transactions yet, the last stable offset is the high watermark.
+    pub fn last_stable_offset(&self) -> u64 {
+        self.high_watermark()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.st.borrow().segments.values().map(|s| s.size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.st.borrow().segments.len()
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.st.borrow().stats
+    }
+
+    /// Failure probe for tests: the next write fails with `errno` (e.g. ENOSPC).
+    pub fn inject_write_error(&self, errno: i32) {
+        self.st.borrow_mut().inject_write_errno = Some(errno);
+    }
+
+    /// Validates, assigns offsets to and durably queues `batches` (one produce
+    /// request's worth for this partition). Resolves once written, and synced if
+    /// `sync`. Either every batch lands or none does.
+    pub async fn append(&self, mut batches: Vec<BytesMut>, sync: bool) -> Result<AppendInfo> {
+        let (rx, info) = {
+            let mut st = self.st.borrow_mut();
+            if let Some(why) = &st.offline {
+                return Err(EngineError::Storage(io::Error::other(format!("log is offline: {why}"))));
+            }
+            let mut headers = Vec::with_capacity(batches.len());
+            for b in &batches {
+                headers.push(batch::validate_produced(b, st.config.max_message_bytes)?);
+            }
+            let base_offset = st.next_offset;
+            let epoch = st.leader_epoch;
+            for (b, h) in batches.iter_mut().zip(headers.iter_mut()) {
+                batch::set_base_offset(b, st.next_offset);
+                batch::set_partition_leader_epoch(b, epoch);
+                h.base_offset = st.next_offset as i64;
+                h.partition_leader_epoch = epoch;
+                st.next_offset = h.last_offset() as u64 + 1;
+            }
+            let info =
+                AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start_offset };
+            st.stats.appends += 1;
+            let (tx, rx) = oneshot::channel();
+            st.queue.push(QueuedAppend {
+                batches: batches.into_iter().map(BytesMut::freeze).collect(),
+                headers,
+                sync,
+                done: tx,
+            });
+            if !st.writer_running {
+                st.writer_running = true;
+                tokio_uring::spawn(run_writer(self.st.clone()));
+            }
+            (rx, info)
+        };
+        match rx.await {
+            Ok(Ok(())) => Ok(info),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(EngineError::Storage(io::Error::other("log writer stopped"))),
+        }
+    }
+
+    /// Finds the data for a fetch at `offset`: up to `max_bytes` starting at the
+    /// batch holding `offset`, never past the high watermark. With `min_one`, a
+    /// first batch larger than `max_bytes` is returned whole (KIP-74).
+    pub fn read(&self, offset: u64, max_bytes: u64, min_one: bool) -> Result<ReadResult> {
+        let st = self.st.borrow();
+        let out_of_range =
+            || EngineError::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: st.high_watermark };
+        if offset < st.log_start_offset || offset > st.high_watermark {
+            return Err(out_of_range());
+        }
+        let mut result =
+            ReadResult { slice: None, high_watermark: st.high_watermark, log_start_offset: st.log_start_offset };
+        if offset == st.high_watermark {
+            return Ok(result);
+        }
+        for seg in
+            st.segments.range(..=offset).next_back().into_iter().chain(st.segments.range(offset + 1..)).map(|(_, s)| s)
+        {
+            let Some((pos, h)) = seg.locate(offset)? else { continue };
+            let end = if seg.base_offset == st.hw_segment { st.hw_position.min(seg.size) } else { seg.size };
+            if pos >= end {
+                break;
+            }
+            let mut len = (end - pos).min(max_bytes);
+            if min_one {
+                len = len.max((h.total_len() as u64).min(end - pos));
+            }
+            if len > 0 {
+                result.slice = Some(FileSlice { file: seg.file.clone(), position: pos, len });
+            }
+            return Ok(result);
+        }
+        Ok(result)
+    }
+
+    /// Offset and timestamp of the first record with timestamp ≥ `target`
+    /// (ListOffsets by time). Exact for uncompressed batches; for compressed ones
+    /// the batch's first offset (a consumer starting there misses nothing).
+    pub fn offset_for_timestamp(&self, target: i64) -> Result<Option<(u64, i64)>> {
+        let st = self.st.borrow();
+        for seg in st.segments.values() {
+            let Some((pos, h)) = seg.find_timestamp(target)? else { continue };
+            if h.base_offset as u64 >= st.high_watermark {
+                return Ok(None);
+            }
+            if h.compression() == 0 {
+                let bytes = seg.read_batch(pos, &h)?;
+                let mut found = None;
+                batch::walk_records(&bytes[batch::HEADER_LEN..], h.records_count, |r| {
+                    let ts = h.base_timestamp + r.timestamp_delta;
+                    if found.is_none() && ts >= target {
+                        found = Some((h.base_offset as u64 + r.offset_delta as u64, ts));
+                    }
+                })?;
+                if let Some((off, ts)) = found {
+                    return Ok(Some((off.max(st.log_start_offset), ts)));
+                }
+            }
+            return Ok(Some(((h.base_offset as u64).max(st.log_start_offset), h.max_timestamp)));
+        }
+        Ok(None)
+    }
+
+    /// Advances the log start offset to `offset` (Kafka's DeleteRecords) and drops
+    /// segments wholly before it. Returns the new log start offset.
+    pub fn delete_records(&self, offset: u64) -> Result<u64> {
+        {
+            let mut st = self.st.borrow_mut();
+            if offset > st.high_watermark {
+                return Err(EngineError::OffsetOutOfRange {
+                    offset,
+                    log_start: st.log_start_offset,
+                    log_end: st.high_watermark,
+                });
+            }
+            if offset <= st.log_start_offset {
+                return Ok(st.log_start_offset);
+            }
+            write_checkpoint(&st.dir, offset)?;
+            st.log_start_offset = offset;
+            st.publish();
+        }
+        self.enforce_retention(now_ms())?;
+        Ok(self.log_start_offset())
+    }
+
+    /// Deletes closed segments by `retention.ms` and `retention.bytes`, and those
+    /// wholly below the log start offset. The active segment is never deleted.
+    pub fn enforce_retention(&self, now: u64) -> Result<RetentionReport> {
+        let mut st = self.st.borrow_mut();
+        let mut report = RetentionReport::default();
+        let mut total: u64 = st.segments.values().map(|s| s.size).sum();
+        loop {
+            if st.segments.len() < 2 {
+                break;
+            }
+            let (first, second_base) = {
+                let mut it = st.segments.values();
+                let first = it.next().unwrap();
+                (first, it.next().unwrap().base_offset)
+            };
+            let newest_ms = if first.max_timestamp >= 0 { first.max_timestamp as u64 } else { first.last_modified_ms };
+            let expired = st.config.retention_ms.is_some_and(|r| now.saturating_sub(newest_ms) > r);
+            let oversize = st.config.retention_bytes.is_some_and(|r| total - first.size >= r);
+            let below_start = second_base <= st.log_start_offset;
+            if !(expired || oversize || below_start) {
+                break;
+            }
+            let base = first.base_offset;
+            let seg = st.segments.remove(&base).unwrap();
+            seg.delete_files()?;
+            total -= seg.size;
+            report.segments_deleted += 1;
+            report.bytes_deleted += seg.size;
+            if second_base > st.log_start_offset {
+                st.log_start_offset = second_base;
+                write_checkpoint(&st.dir, second_base)?;
+            }
+        }
+        report.log_start_offset = st.log_start_offset;
+        if report.segments_deleted > 0 {
+            st.publish();
+        }
+        Ok(report)
+    }
+
+    /// True when `flush.ms` says unsynced data is due.
+    pub fn flush_due(&self, now: u64) -> bool {
+        let st = self.st.borrow();
+        match (st.config.flush_ms, st.unflushed_since_ms) {
+            (Some(ms), Some(since)) => now.saturating_sub(since) >= ms,
+            _ => false,
+        }
+    }
+
+    /// fdatasyncs the active segment (sealed ones were synced when rolled).
+    pub async fn flush(&self) -> Result<()> {
+        let (file, records) = {
+            let st = self.st.borrow();
+            if st.unflushed_since_ms.is_none() {
+                return Ok(());
+            }
+            (st.active().file.clone(), st.records_since_flush)
+        };
+        let synced = sync_file(&file).await;
+        let mut st = self.st.borrow_mut();
+        if let Err(e) = synced {
+            st.offline = Some(e.to_string());
+            return Err(e.into());
+        }
+        st.records_since_flush = st.records_since_flush.saturating_sub(records);
+        if st.records_since_flush == 0 {
+            st.unflushed_since_ms = None;
+        }
+        Ok(())
+    }
+
+    /// Waits for queued appends, syncs, and persists the active segment's indexes
+    /// so the next open scans nothing.
+    pub async fn close(&self) -> Result<()> {
+        while self.st.borrow().writer_running {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let st = self.st.borrow();
+        let active = st.active();
+        active.file.sync_data()?;
+        active.write_indexes()?;
+        Ok(())
+    }
+
+    /// Removes the whole log from disk (DeleteTopics). The handle is dead after.
+    pub async fn remove(&self) -> Result<()> {
+        while self.st.borrow().writer_running {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let mut st = self.st.borrow_mut();
+        st.offline = Some("deleted".into());
+        st.segments.clear();
+        fs::remove_dir_all(&st.dir)?;
+        Ok(())
+    }
+}
+
+async fn sync_file(file: &Arc<fs::File>) -> io::Result<()> {
+    let f = tokio_uring::fs::File::from_std(file.try_clone()?);
+    let r = f.sync_data().await;
+    let _ = f.close().await;
+    r
+}
+
+fn read_checkpoint(dir: &Path) -> Result<Option<u64>> {
+    match fs::read_to_string(dir.join(LOG_START_CHECKPOINT)) {
+        Ok(s) => Ok(s.trim().parse().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write_checkpoint(dir: &Path, offset: u64) -> io::Result<()> {
+    write_synced(&dir.join(LOG_START_CHECKPOINT), offset.to_string().as_bytes())
+}
+
+/// The writer task: drains the queue in rounds until it is empty.
+async fn run_writer(st: Rc<RefCell<LogState>>) {
+    loop {
+        let round = {
+            let mut s = st.borrow_mut();
+            if s.queue.is_empty() {
+                s.writer_running = false;
+                return;
+            }
+            std::mem::take(&mut s.queue)
+        };
+        let result = write_round(&st, &round).await;
+        let mut s = st.borrow_mut();
+        match result {
+            Ok(()) => {
+                for q in round {
+                    let _ = q.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // Offsets were handed out for everything queued; none of it is on
+                // disk, so fail it all and hand the same offsets out again.
+                let msg = e.to_string();
+                s.next_offset = s.active().next_offset;
+                let kind = match &e {
+                    EngineError::Storage(io) => io.kind(),
+                    _ => io::ErrorKind::Other,
+                };
+                let later = std::mem::take(&mut s.queue);
+                for q in round.into_iter().chain(later) {
+                    let _ = q.done.send(Err(EngineError::Storage(io::Error::new(kind, msg.clone()))));
+                }
+            }
+        }
+    }
+}
+
+/// Writes one round of queued appends: roll when needed, `writev` the batches
+/// that fit in the active segment, sync if asked, then publish the new high watermark.
+async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Result<()> {
+    let items: Vec<(&Bytes, &BatchHeader)> =
+        round.iter().flat_map(|q| q.batches.iter().zip(q.headers.iter())).collect();
+    let mut sync = round.iter().any(|q| q.sync);
+    let mut i = 0;
+    while i < items.len() {
+        maybe_roll(st, items[i].0.len() as u64).await?;
+        let (writer, start_pos, n) = {
+            let mut s = st.borrow_mut();
+            let segment_bytes = s.config.segment_bytes;
+            let active = s.active_mut();
+            if active.writer.is_none() {
+                let f = active.file.try_clone()?;
+                active.writer = Some(Rc::new(tokio_uring::fs::File::from_std(f)));
+            }
+            let mut size = active.size;
+            let mut n = 0;
+            // Take batches while they fit (always at least one).
+            while i + n < items.len() && n < IOVECS_PER_WRITE_MAX {
+                let len = items[i + n].0.len() as u64;
+                if n > 0 && size + len > segment_bytes {
+                    break;
+                }
+                size += len;
+                n += 1;
+            }
+            (active.writer.clone().unwrap(), active.size, n)
+        };
+        let bufs: Vec<Bytes> = items[i..i + n].iter().map(|(b, _)| (*b).clone()).collect();
+        let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        let injected = {
+            let mut s = st.borrow_mut();
+            s.stats.writev_calls += 1;
+            s.inject_write_errno.take()
+        };
+        let written = match injected {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => writer.writev_at_all(bufs, Some(start_pos)).await.0,
+        };
+        match written {
+            Ok(w) if w as u64 == total => {}
+            Ok(w) => return Err(undo_partial(st, start_pos, io::Error::other(format!("short write {w} of {total}")))),
+            Err(e) => return Err(undo_partial(st, start_pos, e)),
+        }
+        let mut s = st.borrow_mut();
+        let now = now_ms();
+        let active = s.active_mut();
+        let mut pos = start_pos;
+        for (b, h) in &items[i..i + n] {
+            active.note_batch(h, pos, b.len() as u64);
+            pos += b.len() as u64;
+        }
+        active.last_modified_ms = now;
+        let records: u64 = items[i..i + n].iter().map(|(_, h)| h.records_count as u64).sum();
+        s.records_since_flush += records;
+        s.unflushed_since_ms.get_or_insert(now);
+        s.stats.batches += n as u64;
+        s.stats.bytes += total;
+        if s.config.flush_messages.is_some_and(|m| s.records_since_flush >= m) {
+            sync = true;
+        }
+        i += n;
+    }
+    if sync {
+        let writer = st.borrow().active().writer.clone().expect("active segment was written");
+        if let Err(e) = writer.sync_data().await {
+            st.borrow_mut().offline = Some(format!("fdatasync failed: {e}"));
+            return Err(e.into());
+        }
+        let mut s = st.borrow_mut();
+        s.records_since_flush = 0;
+        s.unflushed_since_ms = None;
+        s.stats.syncs += 1;
+    }
+    let mut s = st.borrow_mut();
+    s.stats.write_rounds += 1;
+    let (end, base, size) = {
+        let a = s.active();
+        (a.next_offset, a.base_offset, a.size)
+    };
+    assert!(end >= s.high_watermark, "high watermark only grows");
+    s.high_watermark = end;
+    s.hw_segment = base;
+    s.hw_position = size;
+    s.publish();
+    Ok(())
+}
+
+/// Cuts the file back to where the failed write began so no partial batch stays.
+fn undo_partial(st: &Rc<RefCell<LogState>>, start_pos: u64, e: io::Error) -> EngineError {
+    let s = st.borrow();
+    if let Err(t) = s.active().file.set_len(start_pos) {
+        tracing::error!(dir = %s.dir.display(), "could not truncate after failed write: {t}");
+    }
+    EngineError::Storage(e)
+}
+
+/// Seals the active segment and starts a new one when the next batch would
+/// overflow `segment.bytes` or the segment is older than `segment.ms`.
+async fn maybe_roll(st: &Rc<RefCell<LogState>>, next_len: u64) -> Result<()> {
+    let old_writer = {
+        let s = st.borrow();
+        let a = s.active();
+        let full = a.size + next_len > s.config.segment_bytes;
+        let old = now_ms().saturating_sub(a.created_ms) >= s.config.segment_ms;
+        if a.size == 0 || !(full || old) {
+            return Ok(());
+        }
+        a.writer.clone()
+    };
+    // The sealed segment is synced before the new one exists, so recovery only
+    // ever truncates the last segment.
+    match old_writer {
+        Some(w) => w.sync_data().await?,
+        None => st.borrow().active().file.sync_data()?,
+    }
+    let mut s = st.borrow_mut();
+    let interval = s.config.index_interval_bytes;
+    let dir = s.dir.clone();
+    let active = s.active_mut();
+    active.write_indexes()?;
+    active.writer = None;
+    let next = active.next_offset;
+    let seg = Segment::create(&dir, next, now_ms(), interval)?;
+    s.segments.insert(next, seg);
+    s.stats.rolls += 1;
+    // hw_segment/hw_position stay on the sealed segment until the round publishes.
+    Ok(())
+}

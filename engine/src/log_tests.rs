@@ -1,0 +1,348 @@
+//! Tests of the partition log: append/read, group commit, rolls, recovery,
+//! retention, failures. Each runs inside a tokio-uring runtime as a shard would.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use bytes::BytesMut;
+
+use crate::batch::tests::make_batch;
+use crate::batch::{check_stored, BatchHeader};
+use crate::{EngineError, LogConfig, PartitionLog};
+
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    tokio_uring::start(f)
+}
+
+fn bm(b: &[u8]) -> BytesMut {
+    BytesMut::from(b)
+}
+
+/// Reads every batch between log start and high watermark via `read`, checking
+/// offsets are contiguous and CRCs good. Returns (base offset, records) pairs.
+fn read_all(log: &PartitionLog) -> Vec<(u64, i32)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.high_watermark() {
+        let r = log.read(offset, 1 << 20, true).unwrap();
+        let s = r.slice.expect("data below the high watermark");
+        let mut buf = vec![0u8; s.len as usize];
+        s.file.read_exact_at(&mut buf, s.position).unwrap();
+        let mut pos = 0;
+        while pos + 61 <= buf.len() {
+            let h = BatchHeader::parse(&buf[pos..]).unwrap();
+            if pos + h.total_len() > buf.len() {
+                break; // cut at max_bytes, as Kafka may
+            }
+            check_stored(&buf[pos..pos + h.total_len()]).unwrap();
+            assert!(h.last_offset() as u64 >= offset);
+            out.push((h.base_offset as u64, h.records_count));
+            offset = h.last_offset() as u64 + 1;
+            pos += h.total_len();
+        }
+    }
+    out
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig { segment_bytes: 4096, index_interval_bytes: 512, ..LogConfig::default() }
+}
+
+#[test]
+fn append_assigns_contiguous_offsets_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(rep.log_end_offset, 0);
+        let a = log.append(vec![bm(&make_batch(3, 10, 100))], false).await.unwrap();
+        assert_eq!((a.base_offset, a.last_offset), (0, 2));
+        let b = log.append(vec![bm(&make_batch(2, 10, 200)), bm(&make_batch(4, 10, 300))], false).await.unwrap();
+        assert_eq!((b.base_offset, b.last_offset), (3, 8));
+        assert_eq!(log.high_watermark(), 9);
+        assert_eq!(read_all(&log), vec![(0, 3), (3, 2), (5, 4)]);
+        // A read from the middle of a batch starts at that batch.
+        let r = log.read(6, 1 << 20, true).unwrap();
+        let s = r.slice.unwrap();
+        let mut h = [0u8; 61];
+        s.file.read_exact_at(&mut h, s.position).unwrap();
+        assert_eq!(BatchHeader::parse(&h).unwrap().base_offset, 5);
+        // At the high watermark: nothing, no error. Past it: out of range.
+        assert!(log.read(9, 1 << 20, true).unwrap().slice.is_none());
+        assert!(matches!(log.read(10, 100, true), Err(EngineError::OffsetOutOfRange { .. })));
+    });
+}
+
+#[test]
+fn max_bytes_cuts_but_min_one_returns_a_whole_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let b = make_batch(5, 200, 0);
+        log.append(vec![bm(&b), bm(&b)], false).await.unwrap();
+        let r = log.read(0, 10, true).unwrap();
+        assert_eq!(r.slice.unwrap().len, b.len() as u64);
+        let r = log.read(0, 10, false).unwrap();
+        assert_eq!(r.slice.unwrap().len, 10);
+        let r = log.read(0, 1 << 20, false).unwrap();
+        assert_eq!(r.slice.unwrap().len, 2 * b.len() as u64);
+    });
+}
+
+#[test]
+fn a_bad_batch_lands_nothing_from_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let good = make_batch(2, 10, 0);
+        let mut bad = make_batch(2, 10, 0);
+        let n = bad.len();
+        bad[n - 1] ^= 0xff;
+        let r = log.append(vec![bm(&good), bm(&bad)], false).await;
+        assert!(matches!(r, Err(EngineError::CorruptBatch(_))), "{r:?}");
+        assert_eq!(log.high_watermark(), 0);
+        let too_big = make_batch(1, 2000, 0);
+        log.set_config(LogConfig { max_message_bytes: 1000, ..LogConfig::default() }).unwrap();
+        assert!(matches!(log.append(vec![bm(&too_big)], false).await, Err(EngineError::BatchTooLarge { .. })));
+        let ok = log.append(vec![bm(&good)], false).await.unwrap();
+        assert_eq!(ok.base_offset, 0);
+        assert_eq!(log.size_bytes(), good.len() as u64);
+    });
+}
+
+#[test]
+fn concurrent_appends_are_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let log = log.clone();
+            tasks.push(tokio_uring::spawn(
+                async move { log.append(vec![bm(&make_batch(1, 100, i))], true).await.unwrap() },
+            ));
+        }
+        let mut offsets: Vec<u64> = Vec::new();
+        for t in tasks {
+            offsets.push(t.await.unwrap().base_offset);
+        }
+        offsets.sort_unstable();
+        assert_eq!(offsets, (0..200).collect::<Vec<_>>());
+        let st = log.stats();
+        assert_eq!(st.batches, 200);
+        // Everything queued behind the first write goes out together.
+        assert!(st.write_rounds < 20, "{st:?}");
+        assert_eq!(st.syncs, st.write_rounds);
+    });
+}
+
+#[test]
+fn flush_messages_policy_syncs_only_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let cfg = LogConfig { flush_messages: Some(10), flush_ms: Some(0), ..LogConfig::default() };
+        let (log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+        for _ in 0..4 {
+            log.append(vec![bm(&make_batch(3, 10, 0))], false).await.unwrap();
+        }
+        // 12 records: one sync after the 4th append crossed 10.
+        assert_eq!(log.stats().syncs, 1);
+        assert!(!log.flush_due(crate::log::now_ms()));
+        log.append(vec![bm(&make_batch(1, 10, 0))], false).await.unwrap();
+        assert!(log.flush_due(crate::log::now_ms()));
+        log.flush().await.unwrap();
+        assert!(!log.flush_due(crate::log::now_ms()));
+    });
+}
+
+#[test]
+fn segments_roll_by_size_and_reads_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(vec![bm(&make_batch(2, 200, i))], false).await.unwrap();
+        }
+        assert!(log.segment_count() >= 4, "{}", log.segment_count());
+        let all = read_all(&log);
+        assert_eq!(all.len(), 40);
+        assert_eq!(all.last().unwrap().0, 78);
+        log.close().await.unwrap();
+    });
+    // Clean reopen scans nothing but what follows the last index entry.
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(rep.log_end_offset, 80);
+        assert_eq!(rep.truncated_bytes, 0);
+        assert!(rep.batches_scanned <= 2 * rep.segments as u64, "{rep:?}");
+        assert_eq!(read_all(&log).len(), 40);
+        let a = log.append(vec![bm(&make_batch(1, 10, 0))], false).await.unwrap();
+        assert_eq!(a.base_offset, 80);
+    });
+}
+
+fn last_segment(dir: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().unwrap()
+}
+
+#[test]
+fn torn_tail_is_truncated_at_every_cut_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = make_batch(3, 50, 7);
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        for _ in 0..5 {
+            log.append(vec![bm(&batch)], true).await.unwrap();
+        }
+        // No close: an unclean stop.
+    });
+    let seg = last_segment(dir.path());
+    let whole = fs::read(&seg).unwrap();
+    let four = 4 * batch.len();
+    for cut in [four + 1, four + 12, four + 60, four + 61, whole.len() - 1] {
+        fs::write(&seg, &whole[..cut]).unwrap();
+        run(async {
+            let (log, rep) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+            assert_eq!(rep.log_end_offset, 12, "cut at {cut}");
+            assert_eq!(rep.truncated_bytes, (cut - four) as u64);
+            assert!(rep.truncation_reason.is_some());
+            assert_eq!(read_all(&log).len(), 4);
+            assert_eq!(fs::metadata(&seg).unwrap().len(), four as u64);
+        });
+    }
+    // Garbage after whole batches, and a whole batch with a flipped bit.
+    let mut g = whole.clone();
+    g.extend_from_slice(&[0xAB; 100]);
+    fs::write(&seg, &g).unwrap();
+    run(async {
+        let (_, rep) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!((rep.log_end_offset, rep.truncated_bytes), (15, 100));
+    });
+    let mut c = whole.clone();
+    c[four + 70] ^= 1;
+    fs::write(&seg, &c).unwrap();
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(rep.log_end_offset, 12);
+        let a = log.append(vec![bm(&batch)], true).await.unwrap();
+        assert_eq!(a.base_offset, 12);
+    });
+}
+
+#[test]
+fn missing_and_stale_indexes_are_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        for i in 0..30 {
+            log.append(vec![bm(&make_batch(1, 300, i))], false).await.unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    let mut n = 0;
+    for e in fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("index") if n % 2 == 0 => {
+                fs::remove_file(&p).unwrap();
+                n += 1;
+            }
+            Some("index") => {
+                fs::write(&p, [0xff; 13]).unwrap();
+                n += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(n > 2);
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(rep.log_end_offset, 30);
+        assert_eq!(rep.truncated_bytes, 0);
+        assert_eq!(read_all(&log).len(), 30);
+        for off in 0..30 {
+            let s = log.read(off, 1, true).unwrap().slice.unwrap();
+            let mut h = [0u8; 61];
+            s.file.read_exact_at(&mut h, s.position).unwrap();
+            assert_eq!(BatchHeader::parse(&h).unwrap().base_offset as u64, off);
+        }
+    });
+}
+
+#[test]
+fn retention_by_bytes_and_time_and_delete_records() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        for i in 0..40 {
+            log.append(vec![bm(&make_batch(1, 300, 1_000 + i))], false).await.unwrap();
+        }
+        let segs = log.segment_count();
+        let size = log.size_bytes();
+        // By bytes: keep at most ~half.
+        log.set_config(LogConfig { retention_bytes: Some(size / 2), ..small_segments() }).unwrap();
+        let rep = log.enforce_retention(crate::log::now_ms()).unwrap();
+        assert!(rep.segments_deleted > 0);
+        assert!(log.size_bytes() <= size / 2 + 4096);
+        assert_eq!(log.log_start_offset(), rep.log_start_offset);
+        assert!(matches!(log.read(0, 100, true), Err(EngineError::OffsetOutOfRange { .. })));
+        assert_eq!(read_all(&log).first().unwrap().0, log.log_start_offset());
+        // By time: record timestamps are ~1970, so everything closed goes.
+        log.set_config(LogConfig { retention_ms: Some(60_000), ..small_segments() }).unwrap();
+        log.enforce_retention(crate::log::now_ms()).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert!(segs > 1);
+        // DeleteRecords inside the active segment: start moves, data stays until rolled away.
+        let hw = log.high_watermark();
+        assert_eq!(log.delete_records(hw - 2).unwrap(), hw - 2);
+        assert!(log.delete_records(hw + 1).is_err());
+        assert_eq!(read_all(&log).len(), 2);
+        log.close().await.unwrap();
+    });
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(rep.log_start_offset, 38);
+        assert_eq!(log.log_start_offset(), 38);
+    });
+}
+
+#[test]
+fn timestamps_find_the_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        // batch i holds records with timestamps 1000*i .. 1000*i+4
+        for i in 0..30 {
+            log.append(vec![bm(&make_batch(5, 100, 1000 * i))], false).await.unwrap();
+        }
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 0)));
+        assert_eq!(log.offset_for_timestamp(3002).unwrap(), Some((17, 3002)));
+        assert_eq!(log.offset_for_timestamp(3005).unwrap(), Some((20, 4000)));
+        assert_eq!(log.offset_for_timestamp(29_004).unwrap(), Some((149, 29_004)));
+        assert_eq!(log.offset_for_timestamp(29_005).unwrap(), None);
+    });
+}
+
+#[test]
+fn failed_write_lands_nothing_and_offsets_are_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(vec![bm(&make_batch(2, 10, 0))], false).await.unwrap();
+        let size = log.size_bytes();
+        log.inject_write_error(libc::ENOSPC);
+        let e = log.append(vec![bm(&make_batch(2, 10, 0))], false).await.unwrap_err();
+        assert!(e.to_string().contains("No space"), "{e}");
+        assert_eq!(log.high_watermark(), 2);
+        assert_eq!(log.size_bytes(), size);
+        let a = log.append(vec![bm(&make_batch(1, 10, 0))], false).await.unwrap();
+        assert_eq!(a.base_offset, 2);
+        assert_eq!(read_all(&log), vec![(0, 2), (2, 1)]);
+    });
+}

@@ -1,0 +1,328 @@
+//! One segment of a partition log: a `.log` file of record batches stored as
+//! received, plus its sparse offset and time indexes. The log owns the write side
+//! (group-committed through io_uring); this file holds the bookkeeping and the
+//! positional reads used by fetch, ListOffsets and recovery.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::error::{EngineError, Result};
+use crate::index::{OffsetIndex, TimeIndex};
+
+/// Segment file name for a base offset: 20 digits, as Kafka, so names sort.
+pub fn file_stem(base_offset: u64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// Bytes read per I/O by the recovery scan.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+pub struct Segment {
+    pub base_offset: u64,
+    /// Offset after the last batch in the file.
+    pub next_offset: u64,
+    /// Bytes of whole, written batches; reads never go past it.
+    pub size: u64,
+    /// Read side, shared with fetches in flight (they keep an unlinked file alive).
+    pub file: Arc<File>,
+    /// Write side on io_uring; only the active segment has one.
+    pub writer: Option<Rc<tokio_uring::fs::File>>,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// Largest batch maxTimestamp in the segment, -1 if none.
+    pub max_timestamp: i64,
+    rel_offset_of_max_timestamp: u32,
+    /// Wall-clock ms of the last append (or the file's mtime after a restart);
+    /// retention falls back to it when records carry no timestamps.
+    pub last_modified_ms: u64,
+    /// Wall-clock ms the segment was created (or opened), for `segment.ms`.
+    pub created_ms: u64,
+    bytes_since_index: u64,
+    /// `index.interval.bytes` of the owning log.
+    pub index_interval_bytes: u64,
+    dir: PathBuf,
+}
+
+/// What the recovery scan of one segment found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    pub bytes_scanned: u64,
+    pub batches: u64,
+    pub truncated_bytes: u64,
+    pub reason: Option<String>,
+}
+
+impl Segment {
+    pub fn log_path(dir: &Path, base: u64) -> PathBuf {
+        dir.join(format!("{}.log", file_stem(base)))
+    }
+    fn index_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.index", file_stem(self.base_offset)))
+    }
+    fn time_index_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.timeindex", file_stem(self.base_offset)))
+    }
+
+    /// Creates a new empty segment starting at `base_offset`.
+    pub fn create(dir: &Path, base_offset: u64, now_ms: u64, index_interval_bytes: u64) -> io::Result<Segment> {
+        let path = Self::log_path(dir, base_offset);
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        File::open(dir)?.sync_all()?; // make the new name durable
+        Ok(Segment {
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            file: Arc::new(file),
+            writer: None,
+            offset_index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            max_timestamp: -1,
+            rel_offset_of_max_timestamp: 0,
+            last_modified_ms: now_ms,
+            created_ms: now_ms,
+            bytes_since_index: 0,
+            index_interval_bytes,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing segment. The part of the log not covered by a valid
+    /// index is scanned batch by batch (CRC-checked); a torn or corrupt tail is
+    /// truncated when `truncate_tail` (the last segment), reported as an error
+    /// otherwise (a sealed segment was synced before the next one was created).
+    pub fn open(
+        dir: &Path,
+        base_offset: u64,
+        truncate_tail: bool,
+        now_ms: u64,
+        index_interval_bytes: u64,
+    ) -> Result<(Segment, ScanReport)> {
+        let path = Self::log_path(dir, base_offset);
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let meta = file.metadata()?;
+        let file_len = meta.len();
+        let mtime_ms = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(now_ms, |d| d.as_millis() as u64);
+        let mut seg = Segment {
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            file: Arc::new(file),
+            writer: None,
+            offset_index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            max_timestamp: -1,
+            rel_offset_of_max_timestamp: 0,
+            last_modified_ms: mtime_ms,
+            created_ms: now_ms,
+            bytes_since_index: 0,
+            index_interval_bytes,
+            dir: dir.to_path_buf(),
+        };
+        let loaded = OffsetIndex::load(&seg.index_path(), file_len)
+            .and_then(|oi| TimeIndex::load(&seg.time_index_path(), oi.last()).map(|ti| (oi, ti)));
+        // Resume the scan at the last indexed batch; everything before it was
+        // indexed, so it was whole when the index was written.
+        let mut start = 0u64;
+        if let Some((oi, ti)) = loaded {
+            if let Some(last) = oi.last() {
+                start = last.position as u64;
+                seg.next_offset = base_offset + last.relative_offset as u64;
+                seg.offset_index = oi;
+                seg.time_index = ti;
+                seg.offset_index.truncate_to_position(start); // re-added by the scan
+                let rel = seg.next_offset - base_offset;
+                seg.time_index.truncate_to_offset(rel as u32);
+                if let Some(e) = seg.time_index.lookup_before(i64::MAX) {
+                    seg.max_timestamp = e.timestamp;
+                    seg.rel_offset_of_max_timestamp = e.relative_offset;
+                }
+            }
+        }
+        seg.size = start;
+        let report = seg.scan_from(start, file_len)?;
+        if report.truncated_bytes > 0 {
+            if !truncate_tail {
+                return Err(EngineError::Recovery {
+                    dir: dir.display().to_string(),
+                    reason: format!(
+                        "sealed segment {} is damaged at byte {}: {}",
+                        base_offset,
+                        seg.size,
+                        report.reason.clone().unwrap_or_default()
+                    ),
+                });
+            }
+            seg.file.set_len(seg.size)?;
+            seg.file.sync_all()?;
+        }
+        Ok((seg, report))
+    }
+
+    /// Walks whole batches from `start` to `file_len`, re-indexing them. Stops at
+    /// the first torn, corrupt or out-of-sequence batch; `self.size` ends at the
+    /// last good byte.
+    fn scan_from(&mut self, start: u64, file_len: u64) -> Result<ScanReport> {
+        let mut report = ScanReport::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut buf_start = start;
+        let mut pos = start;
+        let reason = loop {
+            if pos == file_len {
+                break None;
+            }
+            if file_len - pos < HEADER_LEN as u64 {
+                break Some(format!("{} bytes of a torn batch header", file_len - pos));
+            }
+            if !self.ensure_buffered(&mut buf, &mut buf_start, pos, HEADER_LEN, file_len)? {
+                break Some("short read".into());
+            }
+            let off = (pos - buf_start) as usize;
+            let h = BatchHeader::parse(&buf[off..]).expect("buffered a header");
+            let total = h.total_len() as u64;
+            if h.batch_length < (HEADER_LEN - batch::LOG_OVERHEAD) as i32 || pos + total > file_len {
+                break Some(format!("batch at {pos} claims {total} bytes, file has {}", file_len - pos));
+            }
+            if !self.ensure_buffered(&mut buf, &mut buf_start, pos, total as usize, file_len)? {
+                break Some("short read".into());
+            }
+            let off = (pos - buf_start) as usize;
+            let bytes = &buf[off..off + total as usize];
+            if let Err(e) = batch::check_stored(bytes) {
+                break Some(format!("batch at {pos}: {e}"));
+            }
+            if h.base_offset < 0 || h.base_offset as u64 != self.next_offset || h.last_offset_delta < 0 {
+                break Some(format!("batch at {pos} has base offset {}, expected {}", h.base_offset, self.next_offset));
+            }
+            self.note_batch(&h, pos, total);
+            pos += total;
+            report.batches += 1;
+        };
+        report.bytes_scanned = pos - start;
+        report.truncated_bytes = file_len - pos;
+        report.reason = reason;
+        Ok(report)
+    }
+
+    /// Makes `buf` hold file bytes [pos, pos+need). Returns false on a short read.
+    fn ensure_buffered(
+        &self,
+        buf: &mut Vec<u8>,
+        buf_start: &mut u64,
+        pos: u64,
+        need: usize,
+        file_len: u64,
+    ) -> io::Result<bool> {
+        let have_end = *buf_start + buf.len() as u64;
+        if pos >= *buf_start && pos + need as u64 <= have_end {
+            return Ok(true);
+        }
+        let want = need.max(SCAN_CHUNK_BYTES).min((file_len - pos) as usize);
+        buf.resize(want, 0);
+        self.file.read_exact_at(buf, pos)?;
+        *buf_start = pos;
+        Ok(want >= need)
+    }
+
+    /// Updates size, offsets and indexes for a batch now whole at `pos`. As in
+    /// Kafka, both indexes get an entry every `index.interval.bytes`; the time
+    /// entry records the largest timestamp so far and the batch that holds it.
+    pub fn note_batch(&mut self, h: &BatchHeader, pos: u64, len: u64) {
+        debug_assert_eq!(pos, self.size, "batches are contiguous");
+        let rel = (h.base_offset as u64 - self.base_offset) as u32;
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.rel_offset_of_max_timestamp = rel;
+        }
+        if self.offset_index.is_empty() || self.bytes_since_index >= self.index_interval_bytes {
+            if self.offset_index.last().is_none_or(|l| l.relative_offset < rel) {
+                self.offset_index.push(rel, pos as u32);
+                if self.max_timestamp >= 0 {
+                    self.time_index.push(self.max_timestamp, self.rel_offset_of_max_timestamp);
+                }
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += len;
+        self.size = pos + len;
+        self.next_offset = h.last_offset() as u64 + 1;
+    }
+
+    /// Reads the header of the batch at `pos`, or `None` at the end of the data.
+    pub fn header_at(&self, pos: u64) -> io::Result<Option<BatchHeader>> {
+        if pos + HEADER_LEN as u64 > self.size {
+            return Ok(None);
+        }
+        let mut b = [0u8; HEADER_LEN];
+        self.file.read_exact_at(&mut b, pos)?;
+        Ok(BatchHeader::parse(&b))
+    }
+
+    /// Position and header of the batch holding `offset`, or `None` if `offset` is
+    /// at or past the segment's end.
+    pub fn locate(&self, offset: u64) -> io::Result<Option<(u64, BatchHeader)>> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let rel = offset.saturating_sub(self.base_offset) as u32;
+        let mut pos = self.offset_index.lookup(rel).map_or(0, |e| e.position as u64);
+        while let Some(h) = self.header_at(pos)? {
+            if h.last_offset() as u64 >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// First batch whose maxTimestamp ≥ `target`: (position, header).
+    pub fn find_timestamp(&self, target: i64) -> io::Result<Option<(u64, BatchHeader)>> {
+        if self.max_timestamp < target {
+            return Ok(None);
+        }
+        let mut pos = match self.time_index.lookup_before(target) {
+            Some(e) => self.locate(self.base_offset + e.relative_offset as u64)?.map_or(0, |(p, _)| p),
+            None => 0,
+        };
+        while let Some(h) = self.header_at(pos)? {
+            if h.max_timestamp >= target {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads the bytes of the batch at `pos` (for exact timestamp lookups).
+    pub fn read_batch(&self, pos: u64, h: &BatchHeader) -> io::Result<Vec<u8>> {
+        let mut b = vec![0u8; h.total_len()];
+        self.file.read_exact_at(&mut b, pos)?;
+        Ok(b)
+    }
+
+    /// Persists the indexes (segment sealed, or clean shutdown).
+    pub fn write_indexes(&self) -> io::Result<()> {
+        self.offset_index.write(&self.index_path())?;
+        self.time_index.write(&self.time_index_path())
+    }
+
+    /// Removes the segment's files; readers holding `file` keep their data.
+    pub fn delete_files(&self) -> io::Result<()> {
+        fs::remove_file(Self::log_path(&self.dir, self.base_offset))?;
+        for p in [self.index_path(), self.time_index_path()] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
