@@ -1,0 +1,168 @@
+//! CreateTopics (19), DeleteTopics (20), CreatePartitions (37): thin
+//! translations onto the controller, which validates, persists through
+//! `coord` and opens or removes partition logs on their owner shards.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, RequestHeader, TopicName,
+};
+
+use super::{decode, respond, s, HandlerResult};
+use crate::context::Ctx;
+use crate::errors::{self, KafkaError};
+use crate::topic_config;
+
+/// DescribeConfigs' config_source values (also used in CreateTopics v5+).
+pub const SOURCE_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
+
+pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let req: CreateTopicsRequest = decode(header, body)?;
+    let mut results = Vec::with_capacity(req.topics.len());
+    let mut seen = std::collections::HashSet::new();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        if !seen.insert(name.clone()) {
+            results.push(error_result(
+                result,
+                KafkaError::new(errors::INVALID_REQUEST, "topic named twice in one request"),
+            ));
+            continue;
+        }
+        if !t.assignments.is_empty() {
+            results.push(error_result(
+                result,
+                KafkaError::new(errors::INVALID_REQUEST, "manual replica assignment is not supported on a single node"),
+            ));
+            continue;
+        }
+        // -1 (v4+) asks for the broker defaults.
+        let partitions = if t.num_partitions == -1 { ctx.config.default_partitions } else { t.num_partitions };
+        let replication = if t.replication_factor == -1 { 1 } else { t.replication_factor };
+        let mut configs = BTreeMap::new();
+        let mut bad = None;
+        for c in t.configs {
+            match c.value {
+                Some(v) => {
+                    configs.insert(c.name.to_string(), v.to_string());
+                }
+                None => {
+                    bad = Some(KafkaError::new(errors::INVALID_CONFIG, format!("config '{}' has a null value", c.name)))
+                }
+            }
+        }
+        if let Some(e) = bad {
+            results.push(error_result(result, e));
+            continue;
+        }
+        match ctx.controller.create_topic(&name, partitions, replication, configs, req.validate_only).await {
+            Ok(meta) => {
+                let configs = effective_configs(&meta.record.configs, ctx.controller.topic_defaults())
+                    .into_iter()
+                    .map(|(name, value, source)| {
+                        CreatableTopicConfigs::default()
+                            .with_name(s(name))
+                            .with_value(Some(s(value)))
+                            .with_config_source(source)
+                    })
+                    .collect();
+                results.push(
+                    result
+                        .with_topic_id(meta.record.id)
+                        .with_num_partitions(meta.record.partitions)
+                        .with_replication_factor(1)
+                        .with_configs(Some(configs)),
+                );
+            }
+            Err(e) => results.push(error_result(result, e)),
+        }
+    }
+    respond(header, &CreateTopicsResponse::default().with_topics(results))
+}
+
+fn error_result(r: CreatableTopicResult, e: KafkaError) -> CreatableTopicResult {
+    tracing::debug!(topic = %r.name.0, code = e.code, "create topic refused: {}", e.message);
+    r.with_error_code(e.code)
+        .with_error_message(Some(s(e.message)))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_topic_config_error_code(0)
+}
+
+/// Every supported config with its effective value and where it came from.
+pub fn effective_configs(
+    overrides: &BTreeMap<String, String>,
+    defaults: &BTreeMap<String, String>,
+) -> Vec<(String, String, i8)> {
+    topic_config::SUPPORTED
+        .iter()
+        .map(|(name, kafka_default)| {
+            if let Some(v) = overrides.get(*name) {
+                (name.to_string(), v.clone(), SOURCE_TOPIC)
+            } else if let Some(v) = defaults.get(*name) {
+                (name.to_string(), v.clone(), SOURCE_STATIC_BROKER)
+            } else {
+                (name.to_string(), kafka_default.to_string(), SOURCE_DEFAULT)
+            }
+        })
+        .collect()
+}
+
+pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let req: DeleteTopicsRequest = decode(header, body)?;
+    // v6+ names topics by name or id in `topics`; earlier versions in `topic_names`.
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> =
+        req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
+    targets.extend(req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let resolved = match (&name, id.is_nil()) {
+            (Some(n), _) => Ok(n.clone()),
+            (None, false) => ctx
+                .catalog
+                .load()
+                .by_id
+                .get(&id)
+                .map(|m| m.name.clone())
+                .ok_or_else(|| KafkaError::new(errors::UNKNOWN_TOPIC_ID, format!("no topic with id {id}"))),
+            (None, true) => Err(KafkaError::new(errors::INVALID_REQUEST, "neither topic name nor id given")),
+        };
+        let r = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(s(n)))).with_topic_id(id);
+        let outcome = match resolved {
+            Ok(n) => ctx.controller.delete_topic(&n).await.map(|id| (n, id)),
+            Err(e) => Err(e),
+        };
+        responses.push(match outcome {
+            Ok((n, id)) => r.with_name(Some(TopicName(s(n)))).with_topic_id(id),
+            Err(e) => r.with_error_code(e.code).with_error_message(Some(s(e.message))),
+        });
+    }
+    respond(header, &DeleteTopicsResponse::default().with_responses(responses))
+}
+
+pub async fn create_partitions(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let req: CreatePartitionsRequest = decode(header, body)?;
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            Err(KafkaError::new(errors::INVALID_REQUEST, "manual replica assignment is not supported on a single node"))
+        } else {
+            ctx.controller.create_partitions(&t.name.0, t.count, req.validate_only).await
+        };
+        results.push(match outcome {
+            Ok(()) => r,
+            Err(e) => r.with_error_code(e.code).with_error_message(Some(s(e.message))),
+        });
+    }
+    respond(header, &CreatePartitionsResponse::default().with_results(results))
+}

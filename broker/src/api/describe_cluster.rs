@@ -1,0 +1,35 @@
+//! DescribeCluster (60): this one broker, which is also the controller.
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader};
+
+use super::{decode, respond, s, HandlerResult};
+use crate::context::Ctx;
+use crate::errors;
+
+/// KIP-919 endpoint types: 1 = brokers (the only listener kind we have).
+const ENDPOINT_BROKERS: i8 = 1;
+
+pub fn handle(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let req: DescribeClusterRequest = decode(header, body)?;
+    if header.request_api_version >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
+        let msg = format!("endpoint type {} is not served (only 1, brokers)", req.endpoint_type);
+        let resp = DescribeClusterResponse::default()
+            .with_error_code(errors::INVALID_REQUEST)
+            .with_error_message(Some(s(msg)));
+        return respond(header, &resp);
+    }
+    let c = &ctx.config;
+    let resp = DescribeClusterResponse::default()
+        .with_cluster_id(s(c.cluster_id.clone()))
+        .with_controller_id(BrokerId(c.node_id))
+        .with_endpoint_type(ENDPOINT_BROKERS)
+        // -2147483648 = "not requested" (Kafka's sentinel for authorized operations).
+        .with_cluster_authorized_operations(i32::MIN)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(c.node_id))
+            .with_host(s(c.advertised_host.clone()))
+            .with_port(c.advertised_port as i32)]);
+    respond(header, &resp)
+}

@@ -1,0 +1,76 @@
+//! ListOffsets (2): earliest (-2), latest (-1), by timestamp, each answered by
+//! the partition's owner shard (latest is the high watermark; with no
+//! transactions the last stable offset equals it, so isolation level agrees).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use tokio::sync::oneshot;
+
+use super::{decode, respond, HandlerResult};
+use crate::context::Ctx;
+use crate::errors::{self, KafkaError};
+use crate::shard::ShardMsg;
+
+type Pending = Result<oneshot::Receiver<Result<(i64, i64), KafkaError>>, KafkaError>;
+
+pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let req: ListOffsetsRequest = decode(header, body)?;
+    let catalog = ctx.catalog.load();
+    // Post every lookup first, then collect: owners work in parallel.
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name: std::sync::Arc<str> = std::sync::Arc::from(t.name.0.as_str());
+        let meta = catalog.get(&name);
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let pending: Pending =
+                if meta.is_none_or(|m| p.partition_index < 0 || p.partition_index >= m.record.partitions) {
+                    Err(KafkaError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic or partition"))
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    let msg = ShardMsg::ListOffset {
+                        topic: name.clone(),
+                        partition: p.partition_index,
+                        timestamp: p.timestamp,
+                        reply: tx,
+                    };
+                    ctx.router
+                        .send_to_owner(&name, p.partition_index, msg)
+                        .map(|()| rx)
+                        .map_err(|_| KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shutting down"))
+                };
+            parts.push((p.partition_index, pending));
+        }
+        topics.push((t.name, parts));
+    }
+    let mut out = Vec::with_capacity(topics.len());
+    for (name, parts) in topics {
+        let mut partitions = Vec::with_capacity(parts.len());
+        for (index, pending) in parts {
+            let result = match pending {
+                Err(e) => Err(e),
+                Ok(rx) => {
+                    rx.await.unwrap_or_else(|_| Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shard stopped")))
+                }
+            };
+            let r = ListOffsetsPartitionResponse::default().with_partition_index(index);
+            partitions.push(match result {
+                // leader_epoch exists from v4; the codec refuses it set earlier.
+                Ok((offset, timestamp)) => {
+                    let r = r.with_offset(offset).with_timestamp(timestamp);
+                    if header.request_api_version >= 4 {
+                        r.with_leader_epoch(0)
+                    } else {
+                        r
+                    }
+                }
+                Err(e) => r.with_error_code(e.code).with_offset(-1).with_timestamp(-1),
+            });
+        }
+        out.push(ListOffsetsTopicResponse::default().with_name(name).with_partitions(partitions));
+    }
+    respond(header, &ListOffsetsResponse::default().with_topics(out))
+}

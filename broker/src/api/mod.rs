@@ -1,0 +1,100 @@
+//! Request dispatch: the header is parsed here, the body by each API's own
+//! module (one file per Kafka API). `SUPPORTED` is what ApiVersions advertises.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use crate::context::Ctx;
+use crate::response::Response;
+
+mod api_versions;
+mod configs;
+mod create_topics;
+mod delete_records;
+mod describe_cluster;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+/// Errors that end the connection (the request could not be understood, or
+/// the socket failed). Everything else is a Kafka error code in a response.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("{0}")]
+    Frame(String),
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+}
+
+pub type HandlerResult = Result<Option<Response>, ConnError>;
+
+fn bad(e: impl std::fmt::Display) -> ConnError {
+    ConnError::Frame(e.to_string())
+}
+
+/// Parses a frame's header and runs the API's handler.
+pub async fn handle(ctx: Rc<Ctx>, mut frame: Bytes) -> HandlerResult {
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let Ok(api) = ApiKey::try_from(key) else {
+        return Err(ConnError::Frame(format!("unknown API key {key}")));
+    };
+    let supported = api_versions::range_of(api);
+    if api == ApiKey::ApiVersions && supported.is_some_and(|(_, max)| version > max) {
+        // KIP-511: answer an unknown ApiVersions version with v0 + error 35 so
+        // the client can retry with a version we know. Its header is v0 anyway.
+        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        return api_versions::unsupported_version(correlation_id);
+    }
+    let Some((min, max)) = supported else {
+        return Err(ConnError::Frame(format!("API {api:?} ({key}) is not supported")));
+    };
+    if version < min || version > max {
+        return Err(ConnError::Frame(format!("{api:?} v{version} is not supported (supported: v{min}–v{max})")));
+    }
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| bad(format!("bad {api:?} v{version} request header: {e}")))?;
+    let body = frame;
+    let ctx = &ctx;
+    match api {
+        ApiKey::ApiVersions => api_versions::handle(&header, body),
+        ApiKey::Metadata => metadata::handle(ctx, &header, body).await,
+        ApiKey::Produce => produce::handle(ctx, &header, body).await,
+        ApiKey::Fetch => fetch::handle(ctx, &header, body).await,
+        ApiKey::ListOffsets => list_offsets::handle(ctx, &header, body).await,
+        ApiKey::CreateTopics => create_topics::create(ctx, &header, body).await,
+        ApiKey::DeleteTopics => create_topics::delete(ctx, &header, body).await,
+        ApiKey::CreatePartitions => create_topics::create_partitions(ctx, &header, body).await,
+        ApiKey::DescribeConfigs => configs::describe(ctx, &header, body).await,
+        ApiKey::AlterConfigs => configs::alter(ctx, &header, body).await,
+        ApiKey::IncrementalAlterConfigs => configs::incremental_alter(ctx, &header, body).await,
+        ApiKey::DeleteRecords => delete_records::handle(ctx, &header, body).await,
+        ApiKey::DescribeCluster => describe_cluster::handle(ctx, &header, body),
+        other => Err(ConnError::Frame(format!("API {other:?} has no handler"))),
+    }
+}
+
+/// Decodes a request body at the header's version.
+pub(crate) fn decode<R: Decodable>(header: &RequestHeader, mut body: Bytes) -> Result<R, ConnError> {
+    R::decode(&mut body, header.request_api_version).map_err(|e| {
+        bad(format!("malformed request body (api {} v{}): {e}", header.request_api_key, header.request_api_version))
+    })
+}
+
+pub(crate) fn respond<R>(header: &RequestHeader, body: &R) -> HandlerResult
+where
+    R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+{
+    Response::encode(header.correlation_id, header.request_api_version, body).map(Some).map_err(|e| {
+        let (api, v) = (header.request_api_key, header.request_api_version);
+        ConnError::Frame(format!("encoding response to api {api} v{v}: {e}"))
+    })
+}
+
+pub(crate) fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}

@@ -1,0 +1,102 @@
+//! Produce (0). The produce path: decode → per partition, split the records
+//! into batches and post them to the owning shard (in request order, before any
+//! await, so pipelined requests append in order) → the shard's log validates,
+//! assigns offsets and group-commits → acks come back → one response.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use laminar_engine::{batch, AppendInfo};
+use tokio::sync::oneshot;
+
+use super::{decode, respond, s, HandlerResult};
+use crate::context::Ctx;
+use crate::errors::{self, KafkaError};
+use crate::shard::ShardMsg;
+
+enum Pending {
+    Done(Result<AppendInfo, KafkaError>),
+    Waiting(oneshot::Receiver<Result<AppendInfo, KafkaError>>),
+}
+
+pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let req: ProduceRequest = decode(header, body)?;
+    let acks = req.acks;
+    let sync = acks == -1 && ctx.config.fsync_on_acks_all;
+    let catalog = ctx.catalog.load();
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for t in req.topic_data {
+        let name: Arc<str> = Arc::from(t.name.0.as_str());
+        let meta = catalog.get(&name).cloned();
+        let mut parts = Vec::with_capacity(t.partition_data.len());
+        for p in t.partition_data {
+            let pending = if !matches!(acks, -1..=1) {
+                Pending::Done(Err(KafkaError::new(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}"))))
+            } else if meta.as_ref().is_none_or(|m| p.index < 0 || p.index >= m.record.partitions) {
+                Pending::Done(Err(KafkaError::new(
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("{name}-{} does not exist", p.index),
+                )))
+            } else {
+                match split(p.records.unwrap_or_default()) {
+                    Err(e) => Pending::Done(Err(e)),
+                    Ok(batches) => {
+                        let (tx, rx) = oneshot::channel();
+                        let msg =
+                            ShardMsg::Produce { topic: name.clone(), partition: p.index, batches, sync, reply: tx };
+                        match ctx.router.send_to_owner(&name, p.index, msg) {
+                            Ok(()) => Pending::Waiting(rx),
+                            Err(_) => Pending::Done(Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shutting down"))),
+                        }
+                    }
+                }
+            };
+            parts.push((p.index, pending));
+        }
+        topics.push((name, parts));
+    }
+    if acks == 0 {
+        return Ok(None); // the client expects no response at all
+    }
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, parts) in topics {
+        let mut partition_responses = Vec::with_capacity(parts.len());
+        for (index, pending) in parts {
+            let result = match pending {
+                Pending::Done(r) => r,
+                Pending::Waiting(rx) => {
+                    rx.await.unwrap_or_else(|_| Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shard stopped")))
+                }
+            };
+            let r = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+            partition_responses.push(match result {
+                Ok(info) => {
+                    r.with_base_offset(info.base_offset as i64).with_log_start_offset(info.log_start_offset as i64)
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %name, partition = index, code = e.code, "produce rejected: {}", e.message);
+                    r.with_error_code(e.code)
+                        .with_base_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_error_message(Some(s(e.message)))
+                }
+            });
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(kafka_protocol::messages::TopicName(s(&*name)))
+                .with_partition_responses(partition_responses),
+        );
+    }
+    respond(header, &ProduceResponse::default().with_responses(responses))
+}
+
+/// Splits a partition's records into batches the engine can rewrite in place.
+/// Copies each batch once out of the request frame (see docs/architecture.md).
+fn split(records: Bytes) -> Result<Vec<BytesMut>, KafkaError> {
+    let ranges = batch::split_batches(&records).map_err(KafkaError::from)?;
+    Ok(ranges.into_iter().map(|r| BytesMut::from(&records[r])).collect())
+}

@@ -1,0 +1,52 @@
+//! Kafka error codes the broker answers with, and the mapping from engine errors.
+
+use laminar_engine::EngineError;
+
+pub const NONE: i16 = 0;
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const CORRUPT_MESSAGE: i16 = 2;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+pub const INVALID_PARTITIONS: i16 = 37;
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_REQUEST: i16 = 42;
+pub const INVALID_CONFIG: i16 = 40;
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const INVALID_RECORD: i16 = 87;
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
+
+/// A Kafka error code with a message for the response's error_message field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl KafkaError {
+    pub fn new(code: i16, message: impl Into<String>) -> Self {
+        KafkaError { code, message: message.into() }
+    }
+}
+
+impl From<&EngineError> for KafkaError {
+    fn from(e: &EngineError) -> Self {
+        let code = match e {
+            EngineError::CorruptBatch(_) => CORRUPT_MESSAGE,
+            EngineError::InvalidBatch(_) => INVALID_RECORD,
+            EngineError::BatchTooLarge { .. } => MESSAGE_TOO_LARGE,
+            EngineError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+            EngineError::Storage(_) | EngineError::Recovery { .. } => KAFKA_STORAGE_ERROR,
+        };
+        KafkaError::new(code, e.to_string())
+    }
+}
+
+impl From<EngineError> for KafkaError {
+    fn from(e: EngineError) -> Self {
+        KafkaError::from(&e)
+    }
+}

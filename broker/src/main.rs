@@ -1,0 +1,104 @@
+//! `laminar`: the broker. With no arguments it serves 127.0.0.1:9092 with data
+//! under `./data`. See docs/operations.md for every flag.
+
+mod api;
+mod catalog;
+mod connection;
+mod context;
+mod controller;
+mod errors;
+mod response;
+mod router;
+mod server;
+mod shard;
+mod topic_config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "laminar", version, about = "A Kafka-compatible log broker on io_uring, one shard per core")]
+struct Args {
+    /// Address to serve the Kafka protocol on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Where partition logs and metadata live.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Shard threads (default: one per CPU core).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Don't pin shard threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// This broker's id in Metadata.
+    #[arg(long, default_value_t = 1)]
+    node_id: i32,
+    /// host:port clients should connect to (default: the listen address).
+    #[arg(long)]
+    advertised_listener: Option<String>,
+    /// Acknowledge acks=all before fdatasync (faster, loses the last writes on power loss).
+    #[arg(long)]
+    no_fsync_acks_all: bool,
+    /// `auto.create.topics.enable`
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    auto_create_topics: bool,
+    /// `num.partitions`: partitions of auto-created topics and of CreateTopics asking for the default.
+    #[arg(long, default_value_t = 1)]
+    num_partitions: i32,
+    /// `socket.request.max.bytes`: larger requests close the connection.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    socket_request_max_bytes: usize,
+    /// How often retention (retention.ms / retention.bytes) is checked.
+    #[arg(long, default_value_t = 300_000)]
+    retention_check_interval_ms: u64,
+    /// Broker-wide topic config default, e.g. `--topic-default retention.ms=3600000` (repeatable).
+    #[arg(long = "topic-default", value_name = "KEY=VALUE")]
+    topic_defaults: Vec<String>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LAMINAR_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("laminar: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let shards = args.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!((1..=1024).contains(&shards), "--shards must be in [1, 1024]");
+    anyhow::ensure!(args.num_partitions >= 1, "--num-partitions must be ≥ 1");
+    let (advertised_host, advertised_port) = match &args.advertised_listener {
+        Some(l) => {
+            let (h, p) = l.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--advertised-listener wants host:port"))?;
+            (h.to_string(), p.parse()?)
+        }
+        None => (args.listen.ip().to_string(), args.listen.port()),
+    };
+    let config = context::BrokerConfig {
+        node_id: args.node_id,
+        advertised_host,
+        advertised_port,
+        cluster_id: String::new(),
+        socket_request_max_bytes: args.socket_request_max_bytes,
+        auto_create_topics: args.auto_create_topics,
+        default_partitions: args.num_partitions,
+        fsync_on_acks_all: !args.no_fsync_acks_all,
+        topic_defaults: server::parse_topic_defaults(&args.topic_defaults)?,
+    };
+    server::run(server::ServerOptions {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        shards,
+        pin: !args.no_pin,
+        retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
+        config,
+    })
+}

@@ -1,0 +1,60 @@
+//! Which shard owns a partition, and the mailboxes that carry work to it.
+//! A partition is owned by exactly one shard; requests that touch it from other
+//! shards travel as messages, never through a lock.
+
+use tokio::sync::mpsc;
+
+use crate::shard::ShardMsg;
+
+/// Stable owner: a topic's partitions go round-robin over the shards, starting
+/// at a per-topic offset so single-partition topics spread too.
+pub fn owner_shard(topic: &str, partition: i32, shards: usize) -> usize {
+    // FNV-1a: stable across runs and platforms (std's hasher is seeded).
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in topic.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    ((h as usize).wrapping_add(partition as usize)) % shards
+}
+
+/// Cheap to clone; `Send + Sync`, shared by every shard.
+#[derive(Clone)]
+pub struct Router {
+    mailboxes: Vec<mpsc::UnboundedSender<ShardMsg>>,
+}
+
+impl Router {
+    pub fn new(mailboxes: Vec<mpsc::UnboundedSender<ShardMsg>>) -> Self {
+        Router { mailboxes }
+    }
+    pub fn shards(&self) -> usize {
+        self.mailboxes.len()
+    }
+    pub fn owner(&self, topic: &str, partition: i32) -> usize {
+        owner_shard(topic, partition, self.mailboxes.len())
+    }
+    /// Posts `msg` to `shard`. Fails only when that shard has stopped (shutdown).
+    pub fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
+        self.mailboxes[shard].send(msg).map_err(|e| e.0)
+    }
+    pub fn send_to_owner(&self, topic: &str, partition: i32, msg: ShardMsg) -> Result<(), ShardMsg> {
+        self.send(self.owner(topic, partition), msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_of_a_topic_spread_evenly() {
+        let mut counts = [0; 4];
+        for p in 0..400 {
+            counts[owner_shard("orders", p, 4)] += 1;
+        }
+        assert_eq!(counts, [100; 4]);
+        assert_eq!(owner_shard("orders", 7, 4), owner_shard("orders", 7, 4));
+        assert_eq!(owner_shard("x", 0, 1), 0);
+    }
+}

@@ -1,0 +1,154 @@
+//! Topic configurations as Kafka names them, and their translation into the
+//! engine's `LogConfig`. Only configs the engine honours are accepted; anything
+//! else is INVALID_CONFIG, so a user never believes a setting took effect when
+//! it did not.
+
+use std::collections::BTreeMap;
+
+use laminar_engine::LogConfig;
+
+/// (name, Kafka default) of every topic config Laminar honours.
+pub const SUPPORTED: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("retention.ms", "604800000"),
+    ("retention.bytes", "-1"),
+    ("segment.bytes", "1073741824"),
+    ("segment.ms", "604800000"),
+    ("max.message.bytes", "1048588"),
+    ("flush.messages", "9223372036854775807"),
+    ("flush.ms", "9223372036854775807"),
+    ("index.interval.bytes", "4096"),
+];
+
+pub fn is_supported(name: &str) -> bool {
+    SUPPORTED.iter().any(|(n, _)| *n == name)
+}
+
+pub fn default_of(name: &str) -> Option<&'static str> {
+    SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, d)| *d)
+}
+
+fn parse_i64(name: &str, v: &str) -> Result<i64, String> {
+    v.trim().parse::<i64>().map_err(|_| format!("{name}: '{v}' is not an integer"))
+}
+
+/// Builds the engine config from topic overrides over broker defaults.
+/// Errors name the offending config, for INVALID_CONFIG's message.
+pub fn log_config(
+    overrides: &BTreeMap<String, String>,
+    defaults: &BTreeMap<String, String>,
+) -> Result<LogConfig, String> {
+    let mut cfg = LogConfig::default();
+    let get = |name: &str| -> Option<&String> { overrides.get(name).or_else(|| defaults.get(name)) };
+    for name in overrides.keys() {
+        if !is_supported(name) {
+            return Err(format!("unknown or unsupported topic config '{name}'"));
+        }
+    }
+    if let Some(v) = get("cleanup.policy") {
+        if v != "delete" {
+            return Err(format!("cleanup.policy '{v}' is not supported (only 'delete')"));
+        }
+    }
+    let optional_ms = |name: &str, v: i64| -> Result<Option<u64>, String> {
+        match v {
+            -1 => Ok(None),
+            v if v >= 0 => Ok(Some(v as u64)),
+            _ => Err(format!("{name} must be -1 or ≥ 0")),
+        }
+    };
+    if let Some(v) = get("retention.ms") {
+        cfg.retention_ms = optional_ms("retention.ms", parse_i64("retention.ms", v)?)?;
+    }
+    if let Some(v) = get("retention.bytes") {
+        cfg.retention_bytes = optional_ms("retention.bytes", parse_i64("retention.bytes", v)?)?;
+    }
+    if let Some(v) = get("segment.bytes") {
+        let n = parse_i64("segment.bytes", v)?;
+        if n < LogConfig::SEGMENT_BYTES_MIN as i64 || n > LogConfig::SEGMENT_BYTES_MAX as i64 {
+            return Err(format!(
+                "segment.bytes must be in [{}, {}]",
+                LogConfig::SEGMENT_BYTES_MIN,
+                LogConfig::SEGMENT_BYTES_MAX
+            ));
+        }
+        cfg.segment_bytes = n as u64;
+    }
+    if let Some(v) = get("segment.ms") {
+        let n = parse_i64("segment.ms", v)?;
+        if n < 1 {
+            return Err("segment.ms must be ≥ 1".into());
+        }
+        cfg.segment_ms = n as u64;
+    }
+    if let Some(v) = get("max.message.bytes") {
+        let n = parse_i64("max.message.bytes", v)?;
+        if !(1..=i32::MAX as i64).contains(&n) {
+            return Err("max.message.bytes must be in [1, 2147483647]".into());
+        }
+        cfg.max_message_bytes = n as usize;
+    }
+    if let Some(v) = get("flush.messages") {
+        let n = parse_i64("flush.messages", v)?;
+        if n < 1 {
+            return Err("flush.messages must be ≥ 1".into());
+        }
+        cfg.flush_messages = (n != i64::MAX).then_some(n as u64);
+    }
+    if let Some(v) = get("flush.ms") {
+        let n = parse_i64("flush.ms", v)?;
+        if n < 0 {
+            return Err("flush.ms must be ≥ 0".into());
+        }
+        cfg.flush_ms = (n != i64::MAX).then_some(n as u64);
+    }
+    if let Some(v) = get("index.interval.bytes") {
+        let n = parse_i64("index.interval.bytes", v)?;
+        if n < 1 {
+            return Err("index.interval.bytes must be ≥ 1".into());
+        }
+        cfg.index_interval_bytes = n as u64;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn overrides_beat_defaults_and_map_to_engine_units() {
+        let cfg = log_config(
+            &m(&[("retention.ms", "1000"), ("segment.bytes", "1048576"), ("flush.messages", "1")]),
+            &m(&[("retention.ms", "5"), ("retention.bytes", "4096")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.retention_ms, Some(1000));
+        assert_eq!(cfg.retention_bytes, Some(4096));
+        assert_eq!(cfg.segment_bytes, 1 << 20);
+        assert_eq!(cfg.flush_messages, Some(1));
+        let d = log_config(&m(&[]), &m(&[])).unwrap();
+        assert_eq!(d, LogConfig::default());
+        assert_eq!(log_config(&m(&[("retention.ms", "-1")]), &m(&[])).unwrap().retention_ms, None);
+    }
+
+    #[test]
+    fn unknown_and_bad_values_are_rejected_with_the_name() {
+        for (k, v) in [
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "abc"),
+            ("retention.ms", "-7"),
+            ("segment.bytes", "10"),
+            ("max.message.bytes", "0"),
+            ("no.such.config", "1"),
+        ] {
+            let e = log_config(&m(&[(k, v)]), &m(&[])).unwrap_err();
+            assert!(e.contains(k.split('.').next().unwrap()), "{e}");
+        }
+    }
+}
