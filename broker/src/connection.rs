@@ -27,13 +27,13 @@ type Pending = Pin<Box<dyn Future<Output = Result<Option<Response>, api::ConnErr
 pub async fn serve(stream: TcpStream, ctx: Rc<Ctx>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let _ = stream.set_nodelay(true);
-    if let Err(e) = serve_inner(stream, &ctx).await {
+    if let Err(e) = serve_inner(stream, &ctx, Rc::from(peer.as_str())).await {
         // One line per failed connection; the client's problem stays its own.
         tracing::warn!(%peer, "closing connection: {e}");
     }
 }
 
-async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>) -> Result<(), api::ConnError> {
+async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>, peer: Rc<str>) -> Result<(), api::ConnError> {
     let max = ctx.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
@@ -51,7 +51,7 @@ async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>) -> Result<(), api::Co
             }
             frame = read_frame(&mut stream, &mut buf, max), if !eof && inflight.len() < INFLIGHT_MAX => {
                 match frame? {
-                    Some(frame) => inflight.push_back(Box::pin(api::handle(ctx.clone(), frame))),
+                    Some(frame) => inflight.push_back(Box::pin(api::handle(ctx.clone(), peer.clone(), frame))),
                     None => eof = true,
                 }
             }

@@ -7,6 +7,21 @@ pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const CORRUPT_MESSAGE: i16 = 2;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const MESSAGE_TOO_LARGE: i16 = 10;
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const ILLEGAL_GENERATION: i16 = 22;
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+pub const INVALID_GROUP_ID: i16 = 24;
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+pub const NON_EMPTY_GROUP: i16 = 68;
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
 pub const UNSUPPORTED_VERSION: i16 = 35;
@@ -39,6 +54,8 @@ impl From<&EngineError> for KafkaError {
             EngineError::InvalidBatch(_) => INVALID_RECORD,
             EngineError::BatchTooLarge { .. } => MESSAGE_TOO_LARGE,
             EngineError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+            EngineError::OutOfOrderSequence(_) => OUT_OF_ORDER_SEQUENCE_NUMBER,
+            EngineError::InvalidProducerEpoch(_) => INVALID_PRODUCER_EPOCH,
             EngineError::Storage(_) | EngineError::Recovery { .. } => KAFKA_STORAGE_ERROR,
         };
         KafkaError::new(code, e.to_string())

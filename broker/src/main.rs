@@ -7,6 +7,7 @@ mod connection;
 mod context;
 mod controller;
 mod errors;
+mod group;
 mod response;
 mod router;
 mod server;
@@ -55,6 +56,9 @@ struct Args {
     /// How often retention (retention.ms / retention.bytes) is checked.
     #[arg(long, default_value_t = 300_000)]
     retention_check_interval_ms: u64,
+    /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members to join.
+    #[arg(long, default_value_t = 3000)]
+    group_initial_rebalance_delay_ms: u64,
     /// Broker-wide topic config default, e.g. `--topic-default retention.ms=3600000` (repeatable).
     #[arg(long = "topic-default", value_name = "KEY=VALUE")]
     topic_defaults: Vec<String>,
@@ -99,6 +103,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         shards,
         pin: !args.no_pin,
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
+        group_timing: group::state::GroupTiming {
+            initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+            ..Default::default()
+        },
         config,
     })
 }

@@ -18,6 +18,10 @@ pub fn owner_shard(topic: &str, partition: i32, shards: usize) -> usize {
     ((h as usize).wrapping_add(partition as usize)) % shards
 }
 
+/// The target shard has stopped (the broker is shutting down).
+#[derive(Debug, Clone, Copy)]
+pub struct ShardStopped;
+
 /// Cheap to clone; `Send + Sync`, shared by every shard.
 #[derive(Clone)]
 pub struct Router {
@@ -35,10 +39,10 @@ impl Router {
         owner_shard(topic, partition, self.mailboxes.len())
     }
     /// Posts `msg` to `shard`. Fails only when that shard has stopped (shutdown).
-    pub fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
-        self.mailboxes[shard].send(msg).map_err(|e| e.0)
+    pub fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), ShardStopped> {
+        self.mailboxes[shard].send(msg).map_err(|_| ShardStopped)
     }
-    pub fn send_to_owner(&self, topic: &str, partition: i32, msg: ShardMsg) -> Result<(), ShardMsg> {
+    pub fn send_to_owner(&self, topic: &str, partition: i32, msg: ShardMsg) -> Result<(), ShardStopped> {
         self.send(self.owner(topic, partition), msg)
     }
 }

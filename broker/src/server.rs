@@ -4,7 +4,7 @@
 //! flushes every log on SIGTERM/SIGINT.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -20,6 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::Catalog;
 use crate::context::{BrokerConfig, Ctx};
 use crate::controller::Controller;
+use crate::group::offsets::GroupOffsets;
+use crate::group::state::GroupTiming;
+use crate::group::{GroupManager, OffsetWriter};
 use crate::router::Router;
 use crate::shard::{self, Shard, ShardMsg};
 
@@ -30,6 +33,7 @@ pub struct ServerOptions {
     /// Pin shard threads to cores (off when asked to, e.g. sharing a machine).
     pub pin: bool,
     pub retention_check_interval: Duration,
+    pub group_timing: GroupTiming,
     pub config: BrokerConfig,
 }
 
@@ -48,11 +52,17 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         Arc::new(EmbeddedStore::open(&opts.data_dir.join("meta")).context("opening the metadata store")?);
     let mut config = opts.config.clone();
     let defaults = config.topic_defaults.clone();
-    let (catalog, cluster_id) = setup.block_on(async {
+    let (catalog, cluster_id, committed) = setup.block_on(async {
         let catalog = Controller::load_catalog(&store, &defaults).await?;
         let id = cluster_id(&store).await?;
-        anyhow::Ok((catalog, id))
+        let committed = crate::group::offsets::load_all(&store).await?;
+        anyhow::Ok((catalog, id, committed))
     })?;
+    // Each shard gets the committed offsets of the groups it coordinates.
+    let mut committed_by_shard: Vec<HashMap<String, GroupOffsets>> = (0..opts.shards).map(|_| HashMap::new()).collect();
+    for (group, offsets) in committed {
+        committed_by_shard[crate::group::owner_shard(&group, opts.shards)].insert(group, offsets);
+    }
     config.cluster_id = cluster_id;
 
     let listeners = bind_listeners(opts.listen, opts.shards)?;
@@ -65,12 +75,13 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..opts.shards).map(|_| mpsc::unbounded_channel()).unzip();
     let router = Router::new(senders);
     let catalog = Arc::new(ArcSwap::from_pointee(catalog));
-    let controller = Arc::new(Controller::new(store, catalog.clone(), router.clone(), defaults));
+    let controller = Arc::new(Controller::new(store.clone(), catalog.clone(), router.clone(), defaults));
 
     let cores = if opts.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (ready_tx, ready_rx) = std_mpsc::channel::<anyhow::Result<()>>();
     let mut threads = Vec::new();
-    for (id, (rx, listener)) in receivers.into_iter().zip(listeners).enumerate() {
+    let shard_inputs = receivers.into_iter().zip(listeners).zip(committed_by_shard);
+    for (id, ((rx, listener), committed)) in shard_inputs.enumerate() {
         let core = if cores.is_empty() { None } else { Some(cores[id % cores.len()]) };
         let ctx = Ctx {
             shard_id: id,
@@ -83,11 +94,19 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         let retention = opts.retention_check_interval;
         let ready = ready_tx.clone();
         let shards = opts.shards;
+        let (store, timing) = (store.clone(), opts.group_timing);
         let t = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
-            tokio_uring::start(run_shard(ctx, Shard::new(id, shards, data_dir, retention), rx, listener, ready));
+            tokio_uring::start(async move {
+                // Rc state is made here, on the shard's own thread.
+                let writer = OffsetWriter::new(store);
+                tokio_uring::spawn(writer.clone().run());
+                let groups = Rc::new(RefCell::new(GroupManager::new(timing, writer, committed)));
+                let shard = Shard::new(id, shards, data_dir, retention);
+                run_shard(ctx, shard, groups, rx, listener, ready).await
+            });
         })?;
         threads.push(t);
     }
@@ -135,6 +154,7 @@ fn shutdown(rt: &tokio::runtime::Runtime, router: &Router) {
 async fn run_shard(
     ctx: Ctx,
     shard: Shard,
+    groups: crate::group::manager::SharedGroups,
     rx: mpsc::UnboundedReceiver<ShardMsg>,
     listener: TcpListener,
     ready: std_mpsc::Sender<anyhow::Result<()>>,
@@ -162,11 +182,12 @@ async fn run_shard(
     };
     let ctx = Rc::new(ctx);
     tokio_uring::spawn(shard::run_upkeep(shard.clone()));
+    tokio_uring::spawn(crate::group::manager::run_ticker(groups.clone()));
     tokio_uring::spawn(accept_loop(listener, ctx.clone()));
     let _ = ready.send(Ok(()));
     // The shard lives as long as its mailbox loop; returning ends the runtime
     // and with it every connection task of this shard.
-    shard::run_mailbox(shard, rx).await;
+    shard::run_mailbox(shard, groups, rx).await;
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, ctx: Rc<Ctx>) {

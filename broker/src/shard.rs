@@ -73,6 +73,7 @@ pub enum ShardMsg {
         meta: Arc<TopicMeta>,
         reply: Reply<()>,
     },
+    Group(crate::group::GroupMsg),
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -132,9 +133,14 @@ impl Shard {
 }
 
 /// The shard's mailbox loop: runs until Shutdown.
-pub async fn run_mailbox(shard: Rc<RefCell<Shard>>, mut rx: mpsc::UnboundedReceiver<ShardMsg>) {
+pub async fn run_mailbox(
+    shard: Rc<RefCell<Shard>>,
+    groups: crate::group::manager::SharedGroups,
+    mut rx: mpsc::UnboundedReceiver<ShardMsg>,
+) {
     while let Some(msg) = rx.recv().await {
         match msg {
+            ShardMsg::Group(m) => crate::group::manager::handle(&groups, m),
             ShardMsg::Produce { topic, partition, batches, sync, reply } => {
                 let log = shard.borrow().log(&topic, partition);
                 match log {

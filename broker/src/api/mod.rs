@@ -16,8 +16,10 @@ mod create_topics;
 mod delete_records;
 mod describe_cluster;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 
 /// Errors that end the connection (the request could not be understood, or
@@ -37,7 +39,7 @@ fn bad(e: impl std::fmt::Display) -> ConnError {
 }
 
 /// Parses a frame's header and runs the API's handler.
-pub async fn handle(ctx: Rc<Ctx>, mut frame: Bytes) -> HandlerResult {
+pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, mut frame: Bytes) -> HandlerResult {
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let Ok(api) = ApiKey::try_from(key) else {
@@ -74,6 +76,17 @@ pub async fn handle(ctx: Rc<Ctx>, mut frame: Bytes) -> HandlerResult {
         ApiKey::IncrementalAlterConfigs => configs::incremental_alter(ctx, &header, body).await,
         ApiKey::DeleteRecords => delete_records::handle(ctx, &header, body).await,
         ApiKey::DescribeCluster => describe_cluster::handle(ctx, &header, body),
+        ApiKey::FindCoordinator => groups::find_coordinator(ctx, &header, body),
+        ApiKey::JoinGroup => groups::join(ctx, &peer, &header, body).await,
+        ApiKey::SyncGroup => groups::sync(ctx, &header, body).await,
+        ApiKey::Heartbeat => groups::heartbeat(ctx, &header, body).await,
+        ApiKey::LeaveGroup => groups::leave(ctx, &header, body).await,
+        ApiKey::DescribeGroups => groups::describe(ctx, &header, body).await,
+        ApiKey::ListGroups => groups::list(ctx, &header, body).await,
+        ApiKey::DeleteGroups => groups::delete(ctx, &header, body).await,
+        ApiKey::OffsetCommit => offsets::commit(ctx, &header, body).await,
+        ApiKey::OffsetFetch => offsets::fetch(ctx, &header, body).await,
+        ApiKey::OffsetDelete => offsets::delete(ctx, &header, body).await,
         other => Err(ConnError::Frame(format!("API {other:?} has no handler"))),
     }
 }
