@@ -49,3 +49,37 @@ def test_offsets_lookup(broker):
     found = c.offsets_for_times({tp: 1_700_000_000_000 + 55})[tp]
     assert found.offset == 6
     c.close()
+
+
+def test_group_consume_with_commits(broker_factory):
+    broker = broker_factory(["--group-initial-rebalance-delay-ms", "0"])
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic("kp-group", num_partitions=3, replication_factor=1)])
+    admin.close()
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    for i in range(90):
+        p.send("kp-group", value=f"v{i}".encode(), partition=i % 3)
+    p.flush()
+    p.close()
+
+    def group_consumer():
+        c = KafkaConsumer("kp-group", bootstrap_servers=broker.bootstrap, group_id="kp-g", enable_auto_commit=False,
+                          auto_offset_reset="earliest", consumer_timeout_ms=3000)
+        return c
+
+    c = group_consumer()
+    first = []
+    for m in c:
+        first.append(m)
+        if len(first) == 50:
+            break
+    c.commit()
+    committed = {tp.partition: c.committed(tp) for tp in c.assignment()}
+    c.close()
+    assert sum(committed.values()) == 50
+
+    c = group_consumer()
+    rest = list(c)
+    c.close()
+    seen = sorted(m.value for m in first + rest)
+    assert seen == sorted(f"v{i}".encode() for i in range(90)), "resumed at the commit: nothing lost or repeated"

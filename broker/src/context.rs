@@ -33,4 +33,6 @@ pub struct Ctx {
     pub catalog: SharedCatalog,
     pub controller: Arc<Controller>,
     pub config: Arc<BrokerConfig>,
+    /// Producer ids for InitProducerId, shared by all shards.
+    pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
 }

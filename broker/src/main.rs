@@ -8,6 +8,7 @@ mod context;
 mod controller;
 mod errors;
 mod group;
+mod producer_ids;
 mod response;
 mod router;
 mod server;

@@ -76,6 +76,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let router = Router::new(senders);
     let catalog = Arc::new(ArcSwap::from_pointee(catalog));
     let controller = Arc::new(Controller::new(store.clone(), catalog.clone(), router.clone(), defaults));
+    let producer_ids = Arc::new(crate::producer_ids::ProducerIds::new(store.clone()));
 
     let cores = if opts.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (ready_tx, ready_rx) = std_mpsc::channel::<anyhow::Result<()>>();
@@ -89,6 +90,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
             catalog: catalog.clone(),
             controller: controller.clone(),
             config: config.clone(),
+            producer_ids: producer_ids.clone(),
         };
         let data_dir = opts.data_dir.clone();
         let retention = opts.retention_check_interval;

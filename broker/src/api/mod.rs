@@ -17,6 +17,7 @@ mod delete_records;
 mod describe_cluster;
 mod fetch;
 mod groups;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offsets;
@@ -87,6 +88,7 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, mut frame: Bytes) -> HandlerRes
         ApiKey::OffsetCommit => offsets::commit(ctx, &header, body).await,
         ApiKey::OffsetFetch => offsets::fetch(ctx, &header, body).await,
         ApiKey::OffsetDelete => offsets::delete(ctx, &header, body).await,
+        ApiKey::InitProducerId => init_producer_id::handle(ctx, &header, body).await,
         other => Err(ConnError::Frame(format!("API {other:?} has no handler"))),
     }
 }

@@ -163,6 +163,68 @@ impl OffsetWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use laminar_coord::{Compare, CoordError, EmbeddedStore, Versioned};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts transactions on top of the real embedded store.
+    struct Counting {
+        inner: EmbeddedStore,
+        txns: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl MetaStore for Counting {
+        async fn get(&self, key: &str) -> Result<Option<Versioned>, CoordError> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, CoordError> {
+            self.inner.list(prefix).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, CoordError> {
+            self.inner.put(key, value).await
+        }
+        async fn delete(&self, key: &str) -> Result<bool, CoordError> {
+            self.inner.delete(key).await
+        }
+        async fn delete_prefix(&self, prefix: &str) -> Result<usize, CoordError> {
+            self.inner.delete_prefix(prefix).await
+        }
+        async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, CoordError> {
+            self.txns.fetch_add(1, Ordering::SeqCst);
+            self.inner.txn(compares, ops).await
+        }
+    }
+
+    #[test]
+    fn commits_queued_together_are_one_store_write_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let counting = Arc::new(Counting { inner: EmbeddedStore::open(dir.path()).unwrap(), txns: AtomicUsize::new(0) });
+        let store: Arc<dyn MetaStore> = counting.clone();
+        tokio_uring::start(async {
+            let writer = OffsetWriter::new(store.clone());
+            let mut waits = Vec::new();
+            // 200 commits of 4 partitions by one busy group, all queued before the writer runs.
+            for i in 0..200 {
+                let offsets: Vec<(String, i32, Committed)> = (0..4)
+                    .map(|p| {
+                        let c = Committed { offset: i, leader_epoch: 0, metadata: Some(format!("m{i}")), commit_ms: 1 };
+                        ("orders".to_string(), p, c)
+                    })
+                    .collect();
+                waits.push(writer.submit(OffsetWriter::put_ops("busy/group", &offsets)));
+            }
+            tokio_uring::spawn(writer.clone().run());
+            for w in waits {
+                w.await.unwrap().unwrap();
+            }
+            assert_eq!(counting.txns.load(Ordering::SeqCst), 1, "one transaction for 200 commits");
+            let all = load_all(&store).await.unwrap();
+            let g = &all["busy/group"];
+            assert_eq!(g.len(), 4);
+            assert_eq!(g[&("orders".to_string(), 3)].offset, 199, "the latest commit wins");
+            assert_eq!(g[&("orders".to_string(), 3)].metadata.as_deref(), Some("m199"));
+        });
+    }
 
     #[test]
     fn keys_round_trip_any_group_id() {
