@@ -68,6 +68,7 @@ pub struct RunArgs {
     #[arg(short = 'b', long, default_value = "127.0.0.1:9092")]
     pub bootstrap_servers: String,
 
+    /// Topic to produce to and consume from.
     #[arg(short = 't', long, default_value = "laminar-bench")]
     pub topic: String,
 
@@ -194,6 +195,11 @@ pub struct RunArgs {
     #[serde(skip)]
     pub no_progress: bool,
 
+    /// Runtime worker threads (default: one per core). Lower it when the bench shares the
+    /// machine with the broker under test.
+    #[arg(long)]
+    pub threads: Option<usize>,
+
     /// Seed for keys, sizes and payloads (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -310,6 +316,9 @@ impl RunArgs {
         if mode == Mode::Verify && self.acks == Acks::None {
             return Err("verify needs acknowledgements: use --acks 1 or --acks all".into());
         }
+        if self.threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
         if self.records == Some(0) {
             return Err("--records must be at least 1".into());
         }
@@ -402,7 +411,8 @@ mod tests {
 
     #[test]
     fn params_serialize_readably() {
-        let Command::E2e(args) = parse(&["e2e", "--compression", "zstd", "--duration", "3s", "--record-size", "100..200"])
+        let Command::E2e(args) =
+            parse(&["e2e", "--compression", "zstd", "--duration", "3s", "--record-size", "100..200"])
         else {
             panic!()
         };

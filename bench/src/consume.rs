@@ -29,7 +29,10 @@ const FAILURE_BACKOFF: Duration = Duration::from_millis(100);
 pub enum Control {
     Run,
     /// Read every partition up to its target offset, giving up at the deadline.
-    Drain { targets: Arc<HashMap<i32, i64>>, deadline: Instant },
+    Drain {
+        targets: Arc<HashMap<i32, i64>>,
+        deadline: Instant,
+    },
     Stop,
 }
 
@@ -90,7 +93,9 @@ pub async fn run_consumer(
                 Some(targets)
             }
         };
-        let reached = |p: &PartitionState| targets.as_ref().is_some_and(|t| t.get(&p.partition).is_none_or(|&end| p.next_offset >= end));
+        let reached = |p: &PartitionState| {
+            targets.as_ref().is_some_and(|t| t.get(&p.partition).is_none_or(|&end| p.next_offset >= end))
+        };
         if targets.is_some() && parts.iter().all(reached) {
             break;
         }

@@ -174,7 +174,13 @@ impl Producer {
                 self.refresh_metadata().await;
             }
             let now = Instant::now();
-            if self.window.is_over(now) || self.limit_reached() || stop.load(Ordering::Relaxed) {
+            // Paced runs end when the schedule reaches the window's end, so that every record
+            // scheduled inside it is sent even if the producer is running a little late.
+            let over = match &pacer {
+                Some(p) => self.window.stop_at.is_some_and(|stop| p.next_due() >= stop),
+                None => self.window.is_over(now),
+            };
+            if over || self.limit_reached() || stop.load(Ordering::Relaxed) {
                 break;
             }
             let budget = match &pacer {
@@ -199,9 +205,13 @@ impl Producer {
                 }
                 let send_ns = match pacer.as_mut() {
                     // Scheduled, not actual, send time: see rate.rs on coordinated omission.
+                    Some(p) if self.window.is_over_ns(self.window.clock.at(p.next_due())) => break,
                     Some(p) => self.window.clock.at(p.issue()),
                     None => self.window.clock.now_ns(),
                 };
+                if self.window.is_over_ns(send_ns) {
+                    break; // Nothing is sent after the measured phase.
+                }
                 let lane = match self.append(send_ns) {
                     Ok(lane) => lane,
                     Err(e) => {
@@ -357,17 +367,19 @@ async fn await_ack(pending: PendingProduce, batch: SentBatch, ctx: Arc<AckContex
             Err(client_error(&e))
         }
     };
-    let measured = ctx.window.contains_ns(batch.first_ts_ns);
     match outcome {
         Ok(base_offset) => {
-            {
-                let mut stats = ctx.stats.lock().expect("stats lock");
-                stats.count(batch.count, batch.bytes, measured);
-                // acks=0 has no response, so no latency to speak of.
-                if ctx.acks != Acks::None {
-                    stats.record_spread(batch.first_ts_ns, batch.last_ts_ns, batch.count, done_ns, measured);
-                }
-            }
+            // acks=0 has no response, so no latency to speak of.
+            let done_ns = (ctx.acks != Acks::None).then_some(done_ns);
+            let window = ctx.window;
+            ctx.stats.lock().expect("stats lock").record_batch(
+                batch.first_ts_ns,
+                batch.last_ts_ns,
+                batch.count,
+                batch.bytes,
+                done_ns,
+                |ns| window.contains_ns(ns),
+            );
             let stream = (ctx.producer_id, batch.partition);
             ctx.ledger.lock().expect("ledger lock").acked(stream, batch.first_seq, batch.count, base_offset);
         }

@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = ValueHeader { producer_id: 0xdead_beef, sequence: u64::MAX - 3, send_time_ns: 1_700_000_000_123_456_789 };
+        let h =
+            ValueHeader { producer_id: 0xdead_beef, sequence: u64::MAX - 3, send_time_ns: 1_700_000_000_123_456_789 };
         let mut buf = [0u8; 40];
         h.write(&mut buf);
         assert_eq!(&buf[..4], b"LMB1");

@@ -81,11 +81,7 @@ impl SeqSet {
     /// How many of `[start, end)` are in the set.
     pub fn count_in(&self, start: u64, end: u64) -> u64 {
         let first = self.ranges.partition_point(|&(_, e)| e <= start);
-        self.ranges[first..]
-            .iter()
-            .take_while(|&&(s, _)| s < end)
-            .map(|&(s, e)| e.min(end) - s.max(start))
-            .sum()
+        self.ranges[first..].iter().take_while(|&&(s, _)| s < end).map(|&(s, e)| e.min(end) - s.max(start)).sum()
     }
 
     /// The sub-ranges of `[start, end)` that are missing from the set.

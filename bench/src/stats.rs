@@ -82,19 +82,39 @@ impl SideStats {
         }
     }
 
-    /// Records the latencies of `count` records whose send times are spread evenly from
-    /// `first_ns` to `last_ns` and which completed at `done_ns` (a batch's records were
-    /// appended over its linger time but are acknowledged together).
-    pub fn record_spread(&mut self, first_ns: u64, last_ns: u64, count: u64, done_ns: u64, measured: bool) {
+    /// Books a batch of `count` records (`bytes` in all) whose send times are spread evenly
+    /// from `first_ns` to `last_ns`: a batch's records are appended over its linger time but
+    /// acknowledged together. Each record is measured when `in_window(its send time)`; latency
+    /// runs to `done_ns` when given (acks=0 has none).
+    pub fn record_batch(
+        &mut self,
+        first_ns: u64,
+        last_ns: u64,
+        count: u64,
+        bytes: u64,
+        done_ns: Option<u64>,
+        in_window: impl Fn(u64) -> bool,
+    ) {
         if count == 0 {
             return;
         }
         let span = last_ns.saturating_sub(first_ns);
         let steps = (count - 1).max(1);
+        let mut measured_records = 0;
         for i in 0..count {
             let sent = first_ns + (u128::from(span) * u128::from(i) / u128::from(steps)) as u64;
-            self.record_latency_ns(done_ns.saturating_sub(sent), measured);
+            let measured = in_window(sent);
+            measured_records += u64::from(measured);
+            if let Some(done) = done_ns {
+                self.record_latency_ns(done.saturating_sub(sent), measured);
+            }
         }
+        self.total_records += count;
+        self.live_records += count;
+        self.live_bytes += bytes;
+        self.records += measured_records;
+        // Sizes vary per record but are not tracked per record; apportion the batch's bytes.
+        self.bytes += (u128::from(bytes) * u128::from(measured_records) / u128::from(count)) as u64;
     }
 
     pub fn error(&mut self, name: &str, records: u64) {
@@ -220,16 +240,23 @@ mod tests {
     }
 
     #[test]
-    fn spread_interpolates_send_times() {
+    fn batches_interpolate_send_times_and_split_at_the_window() {
         let mut s = SideStats::default();
-        // Sent at 0, 1, 2, 3, 4 ms; all done at 10 ms → 10, 9, 8, 7, 6 ms.
-        s.record_spread(0, 4_000_000, 5, 10_000_000, true);
-        assert_eq!(s.latency.len(), 5);
-        assert_eq!(s.latency.max(), s.latency.highest_equivalent(10_000));
+        // Sent at 0, 1, 2, 3, 4 ms; all done at 10 ms → 10, 9, 8, 7, 6 ms. The window opens
+        // at 2 ms, so the last three records (and 3/5 of the bytes) are measured.
+        s.record_batch(0, 4_000_000, 5, 500, Some(10_000_000), |ns| ns >= 2_000_000);
+        assert_eq!((s.total_records, s.records, s.bytes, s.live_bytes), (5, 3, 300, 500));
+        assert_eq!(s.latency.len(), 3);
+        assert_eq!(s.live_latency.len(), 5);
+        assert_eq!(s.latency.max(), s.latency.highest_equivalent(8_000));
+        assert_eq!(s.live_latency.max(), s.live_latency.highest_equivalent(10_000));
         assert_eq!(s.latency.min(), s.latency.lowest_equivalent(6_000));
         // A single record uses its own time; sub-microsecond latencies count as 1 µs.
-        s.record_spread(5, 5, 1, 5, false);
+        s.record_batch(5, 5, 1, 10, Some(5), |_| false);
         assert_eq!(s.live_latency.min(), 1);
+        // Without an acknowledgement time only the counts move.
+        s.record_batch(0, 0, 2, 20, None, |_| true);
+        assert_eq!((s.records, s.live_latency.len()), (5, 6));
     }
 
     #[test]

@@ -108,7 +108,6 @@ impl DeliveryLog {
             }
         }
     }
-
 }
 
 impl StreamLog {
@@ -159,7 +158,7 @@ pub fn check(ledger: &AckLedger, delivered: &DeliveryLog) -> VerifyReport {
     let empty = SeqSet::new();
     // Sorted for a stable report.
     let acked: BTreeMap<&Stream, &SeqSet> = ledger.acked.iter().collect();
-    for (&(pid, partition), acked_set) in &acked {
+    for (&&(pid, partition), acked_set) in &acked {
         let seen = delivered.streams.get(&(pid, partition)).map_or(&empty, |l| &l.seen);
         report.acked += acked_set.len();
         for &(s, e) in acked_set.ranges() {
@@ -184,7 +183,9 @@ pub fn check(ledger: &AckLedger, delivered: &DeliveryLog) -> VerifyReport {
         report.delivered_unacked += log.seen.len() - acked_seen;
         for &(seq, offset, what) in &log.examples {
             if report.examples.len() < EXAMPLES_MAX {
-                report.examples.push(format!("producer {pid:#x} partition {partition} seq {seq} at offset {offset} {what}"));
+                report
+                    .examples
+                    .push(format!("producer {pid:#x} partition {partition} seq {seq} at offset {offset} {what}"));
             }
         }
     }

@@ -43,6 +43,12 @@ impl Window {
         self.stop_at.is_some_and(|stop| now >= stop)
     }
 
+    /// Whether Unix time `ns` is at or past the window's end.
+    #[inline]
+    pub fn is_over_ns(&self, ns: u64) -> bool {
+        ns >= self.stop_ns
+    }
+
     /// Seconds measured if the work ended at `ended` (capped at the window's end).
     pub fn measured_secs(&self, ended: Instant) -> f64 {
         let end = self.stop_at.map_or(ended, |stop| stop.min(ended));
@@ -67,6 +73,7 @@ mod tests {
         assert!(w.contains(stop - Duration::from_millis(1)));
         assert!(!w.contains(stop));
         assert!(w.is_over(stop) && !w.is_over(from));
+        assert!(w.is_over_ns(clock.at(stop)) && !w.is_over_ns(clock.at(from)));
         assert_eq!(w.measured_secs(stop + Duration::from_secs(3)), 10.0);
         assert_eq!(w.measured_secs(from + Duration::from_secs(4)), 4.0);
         assert_eq!(w.measured_secs(start), 0.0);

@@ -113,6 +113,8 @@ impl Client {
 
     /// The connection to broker `node_id`, opened on first use.
     pub async fn broker(&self, node_id: i32) -> Result<Arc<BrokerConnection>> {
+        // Taken (and released) before the brokers lock: any_broker locks them the other way round.
+        let bootstrap = self.bootstrap.lock().await.clone().filter(|b| !b.is_closed());
         let mut brokers = self.brokers.lock().await;
         if let Some(b) = brokers.get(&node_id).filter(|b| !b.is_closed()) {
             return Ok(Arc::clone(b));
@@ -122,6 +124,14 @@ impl Client {
             .broker(node_id)
             .map(|b| b.address())
             .ok_or_else(|| Error::NoBroker(format!("node {node_id} is not in the metadata")))?;
+        // The bootstrap connection usually leads to one of the brokers; reuse it rather than
+        // holding two connections to the same endpoint.
+        if let Some(b) = bootstrap {
+            if resolves_to(&address, b.connection().peer()).await {
+                brokers.insert(node_id, Arc::clone(&b));
+                return Ok(b);
+            }
+        }
         let conn = Arc::new(BrokerConnection::connect(&address, self.config.connection.clone()).await?);
         brokers.insert(node_id, Arc::clone(&conn));
         Ok(conn)
@@ -315,5 +325,13 @@ impl Client {
             // A failed refresh is not fatal here: the next attempt reports what goes wrong.
             let _ = self.metadata(Some(&[topic])).await;
         }
+    }
+}
+
+/// Whether `address` ("host:port") names `peer`. Lookup failures count as "no".
+async fn resolves_to(address: &str, peer: std::net::SocketAddr) -> bool {
+    match tokio::net::lookup_host(address).await {
+        Ok(mut addrs) => addrs.any(|a| a == peer),
+        Err(_) => false,
     }
 }

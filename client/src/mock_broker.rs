@@ -31,7 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::batch_reader::BatchReader;
+use crate::batch_reader::{BatchReader, RecordBatch};
 
 /// Largest request the mock accepts.
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -66,6 +66,16 @@ struct State {
     topics: BTreeMap<String, Vec<PartitionLog>>,
     requests: Vec<(i16, i16)>,
     produce_error: Option<i16>,
+    write_fault: Option<WriteFault>,
+}
+
+/// A broker bug to imitate, for testing tools that check delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// Acknowledge produced batches without storing them (lost acknowledged writes).
+    Lose,
+    /// Store every produced batch twice (duplicated writes).
+    Duplicate,
 }
 
 pub struct MockBroker {
@@ -124,6 +134,11 @@ impl MockBroker {
     pub fn set_produce_error(&self, code: Option<i16>) {
         self.state.lock().expect("mock state").produce_error = code;
     }
+
+    /// Imitates a broker bug on every Produce until reset with `None`.
+    pub fn set_write_fault(&self, fault: Option<WriteFault>) {
+        self.state.lock().expect("mock state").write_fault = fault;
+    }
 }
 
 impl Drop for MockBroker {
@@ -140,6 +155,9 @@ struct Connection {
 
 impl Connection {
     async fn serve(&self, mut socket: TcpStream) -> std::io::Result<()> {
+        // Without this, Nagle's algorithm meets the client's delayed ACKs and small responses
+        // wait ~40 ms, which would show up in every latency a test measures against the mock.
+        socket.set_nodelay(true)?;
         loop {
             let size = match socket.read_i32().await {
                 Ok(n) => n,
@@ -323,6 +341,7 @@ impl Connection {
     fn produce(&self, request: ProduceRequest) -> ProduceResponse {
         let mut state = self.state.lock().expect("mock state");
         let injected = state.produce_error;
+        let fault = state.write_fault;
         let responses = request
             .topic_data
             .into_iter()
@@ -340,10 +359,19 @@ impl Connection {
                         else {
                             return out.with_error_code(3).with_base_offset(-1);
                         };
-                        match append(log, p.records.unwrap_or_default()) {
-                            Some(base) => out.with_base_offset(base),
-                            None => out.with_error_code(2).with_base_offset(-1), // CORRUPT_MESSAGE
+                        let Some(batches) = parse_batches(p.records.unwrap_or_default()) else {
+                            return out.with_error_code(2).with_base_offset(-1); // CORRUPT_MESSAGE
+                        };
+                        let base = log.next_offset;
+                        match fault {
+                            Some(WriteFault::Lose) => {}
+                            Some(WriteFault::Duplicate) => {
+                                append(log, &batches);
+                                append(log, &batches);
+                            }
+                            None => append(log, &batches),
                         }
+                        out.with_base_offset(base)
                     })
                     .collect();
                 TopicProduceResponse::default().with_name(t.name).with_partition_responses(partitions)
@@ -424,8 +452,8 @@ fn offset_for_time(part: &PartitionLog, timestamp_ms: i64) -> i64 {
     -1
 }
 
-/// Stores the batches of a produce request, setting their base offsets; None if any is invalid.
-fn append(log: &mut PartitionLog, records: Bytes) -> Option<i64> {
+/// The batches of a produce request; None if any is invalid or the data ends mid-batch.
+fn parse_batches(records: Bytes) -> Option<Vec<RecordBatch>> {
     let mut reader = BatchReader::new(records);
     let mut batches = Vec::new();
     for batch in reader.by_ref() {
@@ -434,14 +462,17 @@ fn append(log: &mut PartitionLog, records: Bytes) -> Option<i64> {
     if batches.is_empty() || reader.truncated_bytes() != 0 {
         return None;
     }
-    let first = log.next_offset;
+    Some(batches)
+}
+
+/// Stores batches at the end of the log, setting their base offsets.
+fn append(log: &mut PartitionLog, batches: &[RecordBatch]) {
     for batch in batches {
         let mut raw = BytesMut::from(&batch.raw[..]);
         raw[0..8].copy_from_slice(&log.next_offset.to_be_bytes());
         log.batches.push((log.next_offset, raw.freeze()));
         log.next_offset += i64::from(batch.last_offset_delta) + 1;
     }
-    Some(first)
 }
 
 fn frame_response(correlation_id: i32, header_version: i16, body: &ResponseKind, version: i16) -> Bytes {
