@@ -25,6 +25,9 @@ py_missing=()
 python3 -c 'import confluent_kafka' 2>/dev/null || py_missing+=(confluent-kafka)
 python3 -c 'import kafka' 2>/dev/null || py_missing+=(kafka-python)
 python3 -c 'import pytest' 2>/dev/null || py_missing+=(pytest)
+# kafka-python's lz4 and zstd codecs.
+python3 -c 'import lz4' 2>/dev/null || py_missing+=(lz4)
+python3 -c 'import zstandard' 2>/dev/null || py_missing+=(zstandard)
 if [ ${#py_missing[@]} -gt 0 ]; then
     python3 -m pip install -q --disable-pip-version-check "${py_missing[@]}"
 fi

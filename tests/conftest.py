@@ -18,10 +18,10 @@ def laminar_bin():
     env = os.environ.get("LAMINAR_BIN")
     if env:
         return env
-    for profile in ("release", "debug"):
-        p = ROOT / "target" / profile / "laminar"
-        if p.exists():
-            return str(p)
+    # The most recently built one: a stale release binary must not shadow a fresh debug build.
+    built = [p for p in (ROOT / "target" / prof / "laminar" for prof in ("release", "debug")) if p.exists()]
+    if built:
+        return str(max(built, key=lambda p: p.stat().st_mtime))
     raise RuntimeError("laminar binary not found: run `cargo build --bin laminar` or set LAMINAR_BIN")
 
 

@@ -18,8 +18,7 @@ def test_produce_consume(broker, compression):
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     admin.close()
-    p = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=compression, acks="all", linger_ms=5,
-                      enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=compression, acks="all", linger_ms=5)
     futures = [p.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 2) for i in range(400)]
     metas = [f.get(timeout=30) for f in futures]
     p.close()
@@ -38,7 +37,7 @@ def test_produce_consume(broker, compression):
 
 
 def test_offsets_lookup(broker):
-    p = KafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
     for i in range(10):
         p.send("kp-offsets", value=b"x", partition=0, timestamp_ms=1_700_000_000_000 + i * 10).get(timeout=30)
     p.close()

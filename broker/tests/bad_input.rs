@@ -173,6 +173,15 @@ fn corrupt_batches_are_rejected_and_nothing_lands() {
 
 #[test]
 fn a_thousand_connections_are_served() {
+    // This test process holds 1,000 sockets too; lift its own descriptor limit.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on our own process.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
     let l = Laminar::start(&[]);
     let mut conns: Vec<_> = (0..1000).map(|_| l.connect()).collect();
     for (i, s) in conns.iter_mut().enumerate() {

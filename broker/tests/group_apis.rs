@@ -67,13 +67,19 @@ fn simple_commits_fetch_and_offset_delete() {
     assert_eq!(del(&mut s, "no-such-group").error_code, 69, "GROUP_ID_NOT_FOUND");
 
     // Heartbeat from a member nobody knows.
-    let hb = HeartbeatRequest::default().with_group_id(GroupId(name("g"))).with_member_id(name("ghost")).with_generation_id(1);
+    let hb = HeartbeatRequest::default()
+        .with_group_id(GroupId(name("g")))
+        .with_member_id(name("ghost"))
+        .with_generation_id(1);
     let r: HeartbeatResponse = call(&mut s, ApiKey::Heartbeat, 4, &hb);
     assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
-    // Transactions have no coordinator here; groups do.
+    // Transaction ids find this broker (InitProducerId then refuses them).
     let fc = FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![name("txn")]);
     let r: FindCoordinatorResponse = call(&mut s, ApiKey::FindCoordinator, 4, &fc);
-    assert_eq!(r.coordinators[0].error_code, 15, "COORDINATOR_NOT_AVAILABLE");
+    assert_eq!((r.coordinators[0].error_code, r.coordinators[0].node_id.0), (0, 1));
+    let fc = FindCoordinatorRequest::default().with_key_type(5).with_coordinator_keys(vec![name("x")]);
+    let r: FindCoordinatorResponse = call(&mut s, ApiKey::FindCoordinator, 4, &fc);
+    assert_eq!(r.coordinators[0].error_code, 42, "INVALID_REQUEST");
     let fc = FindCoordinatorRequest::default().with_key(name("g"));
     let r: FindCoordinatorResponse = call(&mut s, ApiKey::FindCoordinator, 3, &fc);
     assert_eq!((r.error_code, r.node_id.0), (0, 1));

@@ -19,6 +19,9 @@ pub struct LogConfig {
     pub flush_ms: Option<u64>,
     /// `index.interval.bytes`: log bytes between two sparse index entries.
     pub index_interval_bytes: u64,
+    /// `producer.id.expiration.ms` (a broker config in Kafka): an idempotent
+    /// producer idle this long is forgotten when producer state is snapshotted.
+    pub producer_id_expiration_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -33,6 +36,7 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             index_interval_bytes: 4096,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

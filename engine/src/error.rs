@@ -13,6 +13,14 @@ pub enum EngineError {
     /// Batch larger than the topic's `max.message.bytes`: MESSAGE_TOO_LARGE.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: usize },
+    /// An idempotent producer's batch does not follow its last one (a gap, or a
+    /// new epoch not starting at sequence 0): OUT_OF_ORDER_SEQUENCE_NUMBER.
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// A batch from an epoch older than the producer's latest (a zombie
+    /// instance): INVALID_PRODUCER_EPOCH.
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
     /// Asked for an offset outside [log start, high watermark]: OFFSET_OUT_OF_RANGE.
     #[error("offset {offset} out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange { offset: u64, log_start: u64, log_end: u64 },

@@ -5,13 +5,16 @@
 //!
 //! Where to look: produce path `log::PartitionLog::append` → `log::run_writer`;
 //! fetch path `log::PartitionLog::read` → `segment::Segment::locate`; recovery
-//! `log::PartitionLog::open` → `segment::Segment::open`.
+//! `log::PartitionLog::open` → `segment::Segment::open`, then
+//! `producer_snapshot::recover` (idempotent-producer state, `producer_state`).
 
 pub mod batch;
 pub mod config;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod producer_snapshot;
+pub mod producer_state;
 pub mod segment;
 pub mod watch;
 
@@ -20,5 +23,7 @@ pub use error::{EngineError, Result};
 pub use log::{AppendInfo, FileSlice, LogStats, PartitionLog, ReadResult, RecoveryReport, RetentionReport};
 pub use watch::LogWatch;
 
+#[cfg(test)]
+mod log_producer_tests;
 #[cfg(test)]
 mod log_tests;

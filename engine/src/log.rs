@@ -26,6 +26,8 @@ use crate::batch::{self, BatchHeader};
 use crate::config::LogConfig;
 use crate::error::{EngineError, Result};
 use crate::index::write_synced;
+use crate::producer_snapshot::{self, ProducerRecovery};
+use crate::producer_state::{AppendPlan, ProducerStates};
 use crate::segment::{ScanReport, Segment};
 use crate::watch::LogWatch;
 
@@ -73,6 +75,8 @@ pub struct RecoveryReport {
     pub log_start_offset: u64,
     pub log_end_offset: u64,
     pub elapsed_us: u64,
+    /// Idempotent-producer state: snapshot loaded and batch headers replayed.
+    pub producer_state: ProducerRecovery,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,6 +119,8 @@ struct LogState {
     hw_segment: u64,
     hw_position: u64,
     leader_epoch: i32,
+    /// Idempotent producers' sequence state, updated as offsets are assigned.
+    producers: ProducerStates,
     queue: Vec<QueuedAppend>,
     writer_running: bool,
     records_since_flush: u64,
@@ -208,6 +214,8 @@ impl PartitionLog {
         let log_end = active.next_offset;
         let log_start = checkpoint.unwrap_or(0).max(first_base).min(log_end);
         let (hw_segment, hw_position) = (active.base_offset, active.size);
+        let (producers, producer_report) = producer_snapshot::recover(dir, &segments, log_end, now)?;
+        report.producer_state = producer_report;
         report.segments = segments.len();
         report.log_start_offset = log_start;
         report.log_end_offset = log_end;
@@ -223,6 +231,7 @@ impl PartitionLog {
             hw_segment,
             hw_position,
             leader_epoch: 0,
+            producers,
             queue: Vec::new(),
             writer_running: false,
             records_since_flush: 0,
@@ -288,6 +297,11 @@ impl PartitionLog {
     /// Validates, assigns offsets to and durably queues `batches` (one produce
     /// request's worth for this partition). Resolves once written, and synced if
     /// `sync`. Either every batch lands or none does.
+    ///
+    /// Batches of idempotent producers are checked against the producer state
+    /// here, before offsets are assigned, so the order of checks is the order
+    /// of the log. A retry of batches already appended is not written again:
+    /// it resolves with the original offsets once those are written.
     pub async fn append(&self, mut batches: Vec<BytesMut>, sync: bool) -> Result<AppendInfo> {
         let (rx, info) = {
             let mut st = self.st.borrow_mut();
@@ -298,36 +312,59 @@ impl PartitionLog {
             for b in &batches {
                 headers.push(batch::validate_produced(b, st.config.max_message_bytes)?);
             }
-            let base_offset = st.next_offset;
-            let epoch = st.leader_epoch;
-            for (b, h) in batches.iter_mut().zip(headers.iter_mut()) {
-                batch::set_base_offset(b, st.next_offset);
-                batch::set_partition_leader_epoch(b, epoch);
-                h.base_offset = st.next_offset as i64;
-                h.partition_leader_epoch = epoch;
-                st.next_offset = h.last_offset() as u64 + 1;
+            match st.producers.check_append(&headers, st.next_offset, now_ms())? {
+                AppendPlan::Duplicate { base_offset, last_offset } => {
+                    let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
+                    let unsynced = sync && st.unflushed_since_ms.is_some();
+                    if last_offset < st.high_watermark && !unsynced {
+                        return Ok(info);
+                    }
+                    // The original is still queued or being written (or, for a
+                    // durable retry, not synced yet): an empty append queued
+                    // behind it resolves when it does, or fails with it.
+                    (self.enqueue(&mut st, Vec::new(), Vec::new(), sync), info)
+                }
+                AppendPlan::Append(updates) => {
+                    let base_offset = st.next_offset;
+                    let epoch = st.leader_epoch;
+                    for (b, h) in batches.iter_mut().zip(headers.iter_mut()) {
+                        batch::set_base_offset(b, st.next_offset);
+                        batch::set_partition_leader_epoch(b, epoch);
+                        h.base_offset = st.next_offset as i64;
+                        h.partition_leader_epoch = epoch;
+                        st.next_offset = h.last_offset() as u64 + 1;
+                    }
+                    st.producers.apply(updates);
+                    let last_offset = st.next_offset - 1;
+                    let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
+                    st.stats.appends += 1;
+                    let batches = batches.into_iter().map(BytesMut::freeze).collect();
+                    (self.enqueue(&mut st, batches, headers, sync), info)
+                }
             }
-            let info =
-                AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start_offset };
-            st.stats.appends += 1;
-            let (tx, rx) = oneshot::channel();
-            st.queue.push(QueuedAppend {
-                batches: batches.into_iter().map(BytesMut::freeze).collect(),
-                headers,
-                sync,
-                done: tx,
-            });
-            if !st.writer_running {
-                st.writer_running = true;
-                tokio_uring::spawn(run_writer(self.st.clone()));
-            }
-            (rx, info)
         };
         match rx.await {
             Ok(Ok(())) => Ok(info),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(EngineError::Storage(io::Error::other("log writer stopped"))),
         }
+    }
+
+    /// Queues an append for the writer task (starting it if idle).
+    fn enqueue(
+        &self,
+        st: &mut LogState,
+        batches: Vec<Bytes>,
+        headers: Vec<BatchHeader>,
+        sync: bool,
+    ) -> oneshot::Receiver<Result<()>> {
+        let (tx, rx) = oneshot::channel();
+        st.queue.push(QueuedAppend { batches, headers, sync, done: tx });
+        if !st.writer_running {
+            st.writer_running = true;
+            tokio_uring::spawn(run_writer(self.st.clone()));
+        }
+        rx
     }
 
     /// Finds the data for a fetch at `offset`: up to `max_bytes` starting at the
@@ -493,10 +530,12 @@ impl PartitionLog {
         while self.st.borrow().writer_running {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let st = self.st.borrow();
+        let mut st = self.st.borrow_mut();
         let active = st.active();
         active.file.sync_data()?;
         active.write_indexes()?;
+        let end = active.next_offset;
+        snapshot_producers(&mut st, end)?;
         Ok(())
     }
 
@@ -518,6 +557,12 @@ async fn sync_file(file: &Arc<fs::File>) -> io::Result<()> {
     let r = f.sync_data().await;
     let _ = f.close().await;
     r
+}
+
+/// Expires idle producers, then writes the producer table as of log end `end`.
+fn snapshot_producers(st: &mut LogState, end: u64) -> io::Result<()> {
+    st.producers.expire(now_ms(), st.config.producer_id_expiration_ms);
+    producer_snapshot::write(&st.dir, end, &st.producers.entries_as_of(end))
 }
 
 fn read_checkpoint(dir: &Path) -> Result<Option<u64>> {
@@ -547,6 +592,8 @@ async fn run_writer(st: Rc<RefCell<LogState>>) {
         let mut s = st.borrow_mut();
         match result {
             Ok(()) => {
+                let written = s.high_watermark;
+                s.producers.written_up_to(written);
                 for q in round {
                     let _ = q.done.send(Ok(()));
                 }
@@ -554,8 +601,13 @@ async fn run_writer(st: Rc<RefCell<LogState>>) {
             Err(e) => {
                 // Offsets were handed out for everything queued; none of it is on
                 // disk, so fail it all and hand the same offsets out again.
+                // Producer state goes back with them (batches of earlier
+                // writes of the round are on disk and keep theirs).
                 let msg = e.to_string();
-                s.next_offset = s.active().next_offset;
+                let cut = s.active().next_offset;
+                s.next_offset = cut;
+                s.producers.undo_from(cut);
+                s.producers.written_up_to(cut);
                 let kind = match &e {
                     EngineError::Storage(io) => io.kind(),
                     _ => io::ErrorKind::Other,
@@ -635,8 +687,16 @@ async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Resu
         i += n;
     }
     if sync {
-        let writer = st.borrow().active().writer.clone().expect("active segment was written");
-        if let Err(e) = writer.sync_data().await {
+        // A round of only duplicate waiters may find a fresh segment with no writer yet.
+        let (writer, file) = {
+            let s = st.borrow();
+            (s.active().writer.clone(), s.active().file.clone())
+        };
+        let synced = match writer {
+            Some(w) => w.sync_data().await,
+            None => sync_file(&file).await,
+        };
+        if let Err(e) = synced {
             st.borrow_mut().offline = Some(format!("fdatasync failed: {e}"));
             return Err(e.into());
         }
@@ -694,6 +754,10 @@ async fn maybe_roll(st: &Rc<RefCell<LogState>>, next_len: u64) -> Result<()> {
     active.write_indexes()?;
     active.writer = None;
     let next = active.next_offset;
+    if let Err(e) = snapshot_producers(&mut s, next) {
+        // Only an optimisation for the next open: without it recovery reads more headers.
+        tracing::warn!(dir = %dir.display(), "producer state snapshot at offset {next} failed: {e}");
+    }
     let seg = Segment::create(&dir, next, now_ms(), interval)?;
     s.segments.insert(next, seg);
     s.stats.rolls += 1;

@@ -21,6 +21,8 @@ pub fn file_stem(base_offset: u64) -> String {
 
 /// Bytes read per I/O by the recovery scan.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes read per I/O when only batch headers are wanted (producer-state rebuild).
+const HEADER_SCAN_CHUNK_BYTES: usize = 64 << 10;
 
 pub struct Segment {
     pub base_offset: u64,
@@ -264,6 +266,30 @@ impl Segment {
         let mut b = [0u8; HEADER_LEN];
         self.file.read_exact_at(&mut b, pos)?;
         Ok(BatchHeader::parse(&b))
+    }
+
+    /// Calls `f` with the header of every batch from byte `start` to the end of
+    /// the data, reading only headers: one read per [`HEADER_SCAN_CHUNK_BYTES`]
+    /// of small batches, one per batch for batches larger than that. Returns
+    /// how many headers were read.
+    pub fn for_each_header(&self, start: u64, mut f: impl FnMut(&BatchHeader)) -> io::Result<u64> {
+        let mut buf = vec![0u8; HEADER_SCAN_CHUNK_BYTES];
+        let (mut buf_start, mut buf_len) = (start, 0usize);
+        let mut pos = start;
+        let mut n = 0;
+        while pos + HEADER_LEN as u64 <= self.size {
+            if pos < buf_start || pos + HEADER_LEN as u64 > buf_start + buf_len as u64 {
+                buf_len = (self.size - pos).min(HEADER_SCAN_CHUNK_BYTES as u64) as usize;
+                self.file.read_exact_at(&mut buf[..buf_len], pos)?;
+                buf_start = pos;
+            }
+            let at = (pos - buf_start) as usize;
+            let h = BatchHeader::parse(&buf[at..buf_len]).expect("buffered a whole header");
+            f(&h);
+            n += 1;
+            pos += h.total_len() as u64;
+        }
+        Ok(n)
     }
 
     /// Position and header of the batch holding `offset`, or `None` if `offset` is

@@ -22,6 +22,7 @@ use crate::group::{self, GroupMsg, JoinArgs, SyncArgs};
 use crate::shard::ShardMsg;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Sends `msg` to the group's owner shard and waits for its answer.
 pub(crate) async fn ask<T>(ctx: &Ctx, group: &str, msg: impl FnOnce(oneshot::Sender<T>) -> GroupMsg) -> Result<T, i16> {
@@ -38,12 +39,14 @@ fn opt(s_: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
 pub fn find_coordinator(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: FindCoordinatorRequest = decode(header, body)?;
     let c = &ctx.config;
-    // Every group is coordinated here; transactions are not supported yet.
+    // Every group is coordinated here. Transaction ids are answered with this
+    // broker too, so a transactional producer reaches InitProducerId and fails
+    // fast there (transactions are not supported) instead of retrying lookups.
     let answer = |key_type: i8| -> (i16, Option<String>) {
-        if key_type == KEY_TYPE_GROUP {
+        if key_type == KEY_TYPE_GROUP || key_type == KEY_TYPE_TRANSACTION {
             (errors::NONE, None)
         } else {
-            (errors::COORDINATOR_NOT_AVAILABLE, Some("transactions are not supported by this broker".into()))
+            (errors::INVALID_REQUEST, Some(format!("unknown coordinator key type {key_type}")))
         }
     };
     let resp = if header.request_api_version >= 4 {

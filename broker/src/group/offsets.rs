@@ -198,7 +198,8 @@ mod tests {
     #[test]
     fn commits_queued_together_are_one_store_write_and_load_back() {
         let dir = tempfile::tempdir().unwrap();
-        let counting = Arc::new(Counting { inner: EmbeddedStore::open(dir.path()).unwrap(), txns: AtomicUsize::new(0) });
+        let counting =
+            Arc::new(Counting { inner: EmbeddedStore::open(dir.path()).unwrap(), txns: AtomicUsize::new(0) });
         let store: Arc<dyn MetaStore> = counting.clone();
         tokio_uring::start(async {
             let writer = OffsetWriter::new(store.clone());
