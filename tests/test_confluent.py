@@ -231,3 +231,46 @@ def test_consumer_long_poll_wakes_on_produce(broker):
     assert m is not None and m.value() == b"wake"
     # Delivered by the append's wake-up, not by fetch.wait.max.ms running out.
     assert time.time() - t0 < 2.5
+
+
+def test_retention_deletes_old_segments(broker_factory):
+    broker = broker_factory(["--retention-check-interval-ms", "200"])
+    create(broker, "ret", config={"segment.bytes": "65536", "retention.bytes": "131072"})
+    values = [b"r" * 1000] * 1000  # ~1 MB: many 64 KiB segments
+    acked, errors = produce(broker, "ret", values, partition=0, **{"linger.ms": 0, "batch.num.messages": 10})
+    assert not errors
+    c = consumer(broker)
+    deadline = time.time() + 20
+    low = 0
+    while time.time() < deadline and low == 0:
+        low, high = c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10, cached=False)
+        time.sleep(0.2)
+    assert high == 1000
+    assert 0 < low < 1000, "retention advanced the log start"
+    # What is left is readable from the new start, and nothing before it.
+    got = consume(broker, "ret", 0, low, high - low)
+    assert [m.offset() for m in got] == list(range(low, high))
+    c.close()
+
+
+def test_delete_records_and_describe_cluster(broker):
+    a = admin(broker)
+    create(broker, "dr")
+    produce(broker, "dr", [f"x{i}".encode() for i in range(50)], partition=0)
+    res = a.delete_records([TopicPartition("dr", 0, 20)])
+    low = res[TopicPartition("dr", 0, 20)].result(30)
+    assert low.low_watermark == 20
+    c = consumer(broker)
+    assert c.get_watermark_offsets(TopicPartition("dr", 0), timeout=10, cached=False) == (20, 50)
+    c.close()
+    got = consume(broker, "dr", 0, 20, 30)
+    assert got[0].offset() == 20 and got[0].value() == b"x20"
+    # The new log start survives a restart.
+    broker.restart()
+    c = consumer(broker)
+    assert c.get_watermark_offsets(TopicPartition("dr", 0), timeout=10, cached=False) == (20, 50)
+    c.close()
+    a = admin(broker)
+    desc = a.describe_cluster().result(30)
+    assert [n.id for n in desc.nodes] == [1]
+    assert desc.controller.id == 1 and desc.cluster_id
