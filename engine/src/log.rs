@@ -660,7 +660,7 @@ async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Resu
         };
         let written = match injected {
             Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-            None => writer.writev_at_all(bufs, Some(start_pos)).await.0,
+            None => writev_all(&writer, bufs, start_pos).await,
         };
         match written {
             Ok(w) if w as u64 == total => {}
@@ -717,6 +717,37 @@ async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Resu
     s.hw_position = size;
     s.publish();
     Ok(())
+}
+
+/// Writes every buffer at `pos` with io_uring `writev`, continuing after short
+/// writes. (tokio-uring's own `writev_at_all` panics on a short write, which a
+/// nearly full disk produces; see docs/architecture.md.)
+async fn writev_all(file: &tokio_uring::fs::File, mut bufs: Vec<Bytes>, mut pos: u64) -> io::Result<usize> {
+    let mut total = 0;
+    while !bufs.is_empty() {
+        let (res, sent) = file.writev_at(bufs, pos).await;
+        let mut n = res?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "writev wrote nothing"));
+        }
+        total += n;
+        pos += n as u64;
+        // Drop what was written; keep the unwritten tail of a partly written buffer.
+        bufs = sent
+            .into_iter()
+            .filter_map(|b| {
+                if n >= b.len() {
+                    n -= b.len();
+                    None
+                } else {
+                    let rest = b.slice(n..);
+                    n = 0;
+                    Some(rest)
+                }
+            })
+            .collect();
+    }
+    Ok(total)
 }
 
 /// Cuts the file back to where the failed write began so no partial batch stays.

@@ -23,7 +23,11 @@ pub struct Laminar {
 
 impl Laminar {
     pub fn start(extra: &[&str]) -> Laminar {
-        let dir = tempfile::tempdir().unwrap();
+        Laminar::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Starts on a data directory the test prepared (e.g. a small filesystem).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Laminar {
         let mut l = Laminar {
             child: None,
             addr: "127.0.0.1:0".into(),
