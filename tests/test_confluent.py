@@ -274,3 +274,31 @@ def test_delete_records_and_describe_cluster(broker):
     desc = a.describe_cluster().result(30)
     assert [n.id for n in desc.nodes] == [1]
     assert desc.controller.id == 1 and desc.cluster_id
+
+
+def test_alter_configs_replaces_the_set(broker):
+    a = admin(broker)
+    create(broker, "alt", config={"retention.ms": "1000000", "retention.bytes": "5000000"})
+    res = ConfigResource(ConfigResource.Type.TOPIC, "alt", set_config={"segment.bytes": "1048576"})
+    a.alter_configs([res])[res].result(30)
+    got = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "alt")])
+    configs = list(got.values())[0].result(30)
+    assert configs["segment.bytes"].value == "1048576"
+    # AlterConfigs (unlike the incremental API) replaces: the others are back to defaults.
+    assert configs["retention.ms"].value == "604800000"
+    assert configs["retention.bytes"].value == "-1"
+    bad = ConfigResource(ConfigResource.Type.TOPIC, "alt", set_config={"segment.bytes": "12"})
+    with pytest.raises(KafkaException) as e:
+        a.alter_configs([bad])[bad].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
+def test_auto_create_can_be_disabled(broker_factory):
+    broker = broker_factory(["--auto-create-topics", "false"])
+    p = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 3000})
+    errors = []
+    p.produce("not-there", value=b"x", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0] is not None
+    assert errors[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._MSG_TIMED_OUT)
+    assert "not-there" not in admin(broker).list_topics(timeout=10).topics

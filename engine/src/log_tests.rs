@@ -346,3 +346,21 @@ fn failed_write_lands_nothing_and_offsets_are_reused() {
         assert_eq!(read_all(&log), vec![(0, 2), (2, 1)]);
     });
 }
+
+#[test]
+fn segments_roll_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let cfg = LogConfig { segment_ms: 50, ..LogConfig::default() };
+        let (log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+        log.append(vec![bm(&make_batch(2, 10, 100))], false).await.unwrap();
+        log.append(vec![bm(&make_batch(2, 10, 100))], false).await.unwrap();
+        assert_eq!(log.segment_count(), 1, "young segment keeps taking appends");
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        let c = log.append(vec![bm(&make_batch(2, 10, 100))], false).await.unwrap();
+        assert_eq!(log.segment_count(), 2, "an old segment is sealed before the next append");
+        assert_eq!(c.base_offset, 4);
+        assert_eq!(read_all(&log), vec![(0, 2), (2, 2), (4, 2)]);
+        log.close().await.unwrap();
+    });
+}
