@@ -53,7 +53,15 @@ def produce_across_restart(broker, topic, sig):
 
     t = threading.Thread(target=restart_midway, daemon=True)
     t.start()
+    step = N // (RESTARTS + 1)
     for i in range(N):
+        # Don't run ahead of the restarts (a fast broker would otherwise take
+        # everything before they happen): half a step past restart k's
+        # threshold, wait until it has happened.
+        k = (i - step // 2) // step
+        deadline = time.time() + 60
+        while 1 <= k <= RESTARTS and len(restarts) < k and time.time() < deadline:
+            p.poll(0.01)
         p.produce(topic, value=str(i).encode(), partition=i % PARTITIONS, on_delivery=cb)
         if i % 100 == 0:
             p.poll(0.002)  # spread the sends out so requests are in flight at the kill

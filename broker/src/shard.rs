@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use laminar_engine::{AppendInfo, FileSlice, LogWatch, PartitionLog};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,7 +34,7 @@ pub enum ShardMsg {
     Produce {
         topic: Arc<str>,
         partition: i32,
-        batches: Vec<BytesMut>,
+        batches: Vec<Bytes>,
         sync: bool,
         reply: Reply<AppendInfo>,
     },

@@ -75,7 +75,7 @@ fn bench_append(dir: &Path, batch_bytes: usize, sync: bool, secs: f64) -> Append
     let _ = std::fs::remove_dir_all(dir);
     // ~1 KiB or ~16 KiB batches of 100-byte-ish records.
     let records = (batch_bytes / 110).max(1);
-    let batch = make_batch(records, batch_bytes / records - 10);
+    let batch = bytes::Bytes::from(make_batch(records, batch_bytes / records - 10));
     tokio_uring::start(async {
         let (log, _) = PartitionLog::open(dir, LogConfig::default()).unwrap();
         let log = Rc::new(log);
@@ -87,7 +87,7 @@ fn bench_append(dir: &Path, batch_bytes: usize, sync: bool, secs: f64) -> Append
             tasks.push(tokio_uring::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    log.append(vec![BytesMut::from(&batch[..])], sync).await.unwrap();
+                    log.append(vec![batch.clone()], sync).await.unwrap();
                     n += 1;
                 }
                 n

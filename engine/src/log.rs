@@ -99,8 +99,26 @@ pub struct LogStats {
     pub rolls: u64,
 }
 
+/// A batch on its way to disk: the broker-owned first 16 bytes (baseOffset,
+/// batchLength, partitionLeaderEpoch), rewritten in a small buffer, and the
+/// rest exactly as the producer sent it — written as two iovecs, so the
+/// request's bytes are never copied in user space.
+struct StoredBatch {
+    head: Bytes,
+    body: Bytes,
+}
+
+impl StoredBatch {
+    fn len(&self) -> u64 {
+        (self.head.len() + self.body.len()) as u64
+    }
+}
+
+/// Bytes of a batch the broker rewrites (see `StoredBatch`).
+const OWNED_HEAD_BYTES: usize = 16;
+
 struct QueuedAppend {
-    batches: Vec<Bytes>,
+    batches: Vec<StoredBatch>,
     headers: Vec<BatchHeader>,
     sync: bool,
     done: oneshot::Sender<Result<()>>,
@@ -302,7 +320,8 @@ impl PartitionLog {
     /// here, before offsets are assigned, so the order of checks is the order
     /// of the log. A retry of batches already appended is not written again:
     /// it resolves with the original offsets once those are written.
-    pub async fn append(&self, mut batches: Vec<BytesMut>, sync: bool) -> Result<AppendInfo> {
+    pub async fn append<B: Into<Bytes>>(&self, batches: Vec<B>, sync: bool) -> Result<AppendInfo> {
+        let batches: Vec<Bytes> = batches.into_iter().map(Into::into).collect();
         let (rx, info) = {
             let mut st = self.st.borrow_mut();
             if let Some(why) = &st.offline {
@@ -327,9 +346,12 @@ impl PartitionLog {
                 AppendPlan::Append(updates) => {
                     let base_offset = st.next_offset;
                     let epoch = st.leader_epoch;
-                    for (b, h) in batches.iter_mut().zip(headers.iter_mut()) {
-                        batch::set_base_offset(b, st.next_offset);
-                        batch::set_partition_leader_epoch(b, epoch);
+                    let mut heads = BytesMut::with_capacity(OWNED_HEAD_BYTES * batches.len());
+                    for (b, h) in batches.iter().zip(headers.iter_mut()) {
+                        let at = heads.len();
+                        heads.extend_from_slice(&b[..OWNED_HEAD_BYTES]);
+                        batch::set_base_offset(&mut heads[at..], st.next_offset);
+                        batch::set_partition_leader_epoch(&mut heads[at..], epoch);
                         h.base_offset = st.next_offset as i64;
                         h.partition_leader_epoch = epoch;
                         st.next_offset = h.last_offset() as u64 + 1;
@@ -338,7 +360,15 @@ impl PartitionLog {
                     let last_offset = st.next_offset - 1;
                     let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
                     st.stats.appends += 1;
-                    let batches = batches.into_iter().map(BytesMut::freeze).collect();
+                    let heads = heads.freeze();
+                    let batches = batches
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, b)| StoredBatch {
+                            head: heads.slice(i * OWNED_HEAD_BYTES..(i + 1) * OWNED_HEAD_BYTES),
+                            body: b.slice(OWNED_HEAD_BYTES..),
+                        })
+                        .collect();
                     (self.enqueue(&mut st, batches, headers, sync), info)
                 }
             }
@@ -354,7 +384,7 @@ impl PartitionLog {
     fn enqueue(
         &self,
         st: &mut LogState,
-        batches: Vec<Bytes>,
+        batches: Vec<StoredBatch>,
         headers: Vec<BatchHeader>,
         sync: bool,
     ) -> oneshot::Receiver<Result<()>> {
@@ -624,12 +654,12 @@ async fn run_writer(st: Rc<RefCell<LogState>>) {
 /// Writes one round of queued appends: roll when needed, `writev` the batches
 /// that fit in the active segment, sync if asked, then publish the new high watermark.
 async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Result<()> {
-    let items: Vec<(&Bytes, &BatchHeader)> =
+    let items: Vec<(&StoredBatch, &BatchHeader)> =
         round.iter().flat_map(|q| q.batches.iter().zip(q.headers.iter())).collect();
     let mut sync = round.iter().any(|q| q.sync);
     let mut i = 0;
     while i < items.len() {
-        maybe_roll(st, items[i].0.len() as u64).await?;
+        maybe_roll(st, items[i].0.len()).await?;
         let (writer, start_pos, n) = {
             let mut s = st.borrow_mut();
             let segment_bytes = s.config.segment_bytes;
@@ -640,9 +670,9 @@ async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Resu
             }
             let mut size = active.size;
             let mut n = 0;
-            // Take batches while they fit (always at least one).
-            while i + n < items.len() && n < IOVECS_PER_WRITE_MAX {
-                let len = items[i + n].0.len() as u64;
+            // Take batches while they fit (always at least one); two iovecs each.
+            while i + n < items.len() && 2 * (n + 1) <= IOVECS_PER_WRITE_MAX {
+                let len = items[i + n].0.len();
                 if n > 0 && size + len > segment_bytes {
                     break;
                 }
@@ -651,7 +681,7 @@ async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Resu
             }
             (active.writer.clone().unwrap(), active.size, n)
         };
-        let bufs: Vec<Bytes> = items[i..i + n].iter().map(|(b, _)| (*b).clone()).collect();
+        let bufs: Vec<Bytes> = items[i..i + n].iter().flat_map(|(b, _)| [b.head.clone(), b.body.clone()]).collect();
         let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         let injected = {
             let mut s = st.borrow_mut();
@@ -672,8 +702,8 @@ async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Resu
         let active = s.active_mut();
         let mut pos = start_pos;
         for (b, h) in &items[i..i + n] {
-            active.note_batch(h, pos, b.len() as u64);
-            pos += b.len() as u64;
+            active.note_batch(h, pos, b.len());
+            pos += b.len();
         }
         active.last_modified_ms = now;
         let records: u64 = items[i..i + n].iter().map(|(_, h)| h.records_count as u64).sum();
