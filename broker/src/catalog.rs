@@ -51,6 +51,9 @@ impl Catalog {
         }
         c
     }
+    pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
+        self.get(topic).is_some_and(|m| (0..m.record.partitions).contains(&partition))
+    }
     /// Topic names, sorted, for stable Metadata answers.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.topics.keys().cloned().collect();

@@ -46,6 +46,9 @@ impl KafkaError {
     pub fn new(code: i16, message: impl Into<String>) -> Self {
         KafkaError { code, message: message.into() }
     }
+    pub fn unknown_partition(topic: &str, partition: i32) -> Self {
+        KafkaError::new(UNKNOWN_TOPIC_OR_PARTITION, format!("{topic}-{partition} does not exist"))
+    }
 }
 
 impl From<&EngineError> for KafkaError {

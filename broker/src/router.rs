@@ -2,9 +2,22 @@
 //! A partition is owned by exactly one shard; requests that touch it from other
 //! shards travel as messages, never through a lock.
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::shard::ShardMsg;
+use crate::errors::{self, KafkaError};
+use crate::shard::{Reply, ShardMsg};
+
+/// A question posted to a partition's owner shard: the channel its answer
+/// comes back on, or why it could not be asked.
+pub type Pending<T> = Result<oneshot::Receiver<Result<T, KafkaError>>, KafkaError>;
+
+/// Waits for a posted question's answer.
+pub async fn answer<T>(pending: Pending<T>) -> Result<T, KafkaError> {
+    match pending {
+        Err(e) => Err(e),
+        Ok(rx) => rx.await.unwrap_or_else(|_| Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shard stopped"))),
+    }
+}
 
 /// Stable owner: a topic's partitions go round-robin over the shards, starting
 /// at a per-topic offset so single-partition topics spread too.
@@ -41,6 +54,15 @@ impl Router {
     /// Posts `msg` to `shard`. Fails only when that shard has stopped (shutdown).
     pub fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), ShardStopped> {
         self.mailboxes[shard].send(msg).map_err(|_| ShardStopped)
+    }
+    /// Posts the message `msg` builds around a fresh reply channel to the
+    /// partition's owner. It never awaits, so a request can post to every
+    /// owner first and collect (`answer`) after: the owners work in parallel.
+    pub fn ask_owner<T>(&self, topic: &str, partition: i32, msg: impl FnOnce(Reply<T>) -> ShardMsg) -> Pending<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send_to_owner(topic, partition, msg(tx))
+            .map(|()| rx)
+            .map_err(|_| KafkaError::new(errors::KAFKA_STORAGE_ERROR, "broker is shutting down"))
     }
     pub fn send_to_owner(&self, topic: &str, partition: i32, msg: ShardMsg) -> Result<(), ShardStopped> {
         self.send(self.owner(topic, partition), msg)

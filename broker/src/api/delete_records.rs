@@ -6,11 +6,11 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, RequestHeader};
-use tokio::sync::oneshot;
 
 use super::{decode, respond, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::router::{answer, Pending};
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -19,27 +19,23 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name: std::sync::Arc<str> = std::sync::Arc::from(t.name.0.as_str());
-        let meta = catalog.get(&name);
         let mut parts = Vec::new();
         for p in t.partitions {
-            let pending = if meta.is_none_or(|m| p.partition_index < 0 || p.partition_index >= m.record.partitions) {
-                Err(KafkaError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic or partition"))
+            let index = p.partition_index;
+            let pending: Pending<u64> = if !catalog.has_partition(&name, index) {
+                Err(KafkaError::unknown_partition(&name, index))
             } else if p.offset < -1 {
                 Err(KafkaError::new(errors::OFFSET_OUT_OF_RANGE, format!("offset {} is invalid", p.offset)))
             } else {
-                let (tx, rx) = oneshot::channel();
-                let msg = ShardMsg::DeleteRecords {
-                    topic: name.clone(),
-                    partition: p.partition_index,
+                let topic = name.clone();
+                ctx.router.ask_owner(&name, index, |reply| ShardMsg::DeleteRecords {
+                    topic,
+                    partition: index,
                     offset: p.offset,
-                    reply: tx,
-                };
-                ctx.router
-                    .send_to_owner(&name, p.partition_index, msg)
-                    .map(|()| rx)
-                    .map_err(|_| KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shutting down"))
+                    reply,
+                })
             };
-            parts.push((p.partition_index, pending));
+            parts.push((index, pending));
         }
         topics.push((t.name, parts));
     }
@@ -47,12 +43,7 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     for (name, parts) in topics {
         let mut partitions = Vec::with_capacity(parts.len());
         for (index, pending) in parts {
-            let result = match pending {
-                Err(e) => Err(e),
-                Ok(rx) => {
-                    rx.await.unwrap_or_else(|_| Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shard stopped")))
-                }
-            };
+            let result = answer(pending).await;
             let r = DeleteRecordsPartitionResult::default().with_partition_index(index);
             partitions.push(match result {
                 Ok(low) => r.with_low_watermark(low as i64),

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::select_all;
 use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader};
-use tokio::sync::oneshot;
 
 use super::{decode, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::response::{Chunk, Response};
+use crate::router::{answer, Pending};
 use crate::shard::{PartitionRead, ShardMsg};
 
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
@@ -71,33 +71,25 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
 /// Asks every owner at once; answers come back in request order.
 async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted]) -> Vec<PartResult> {
     let catalog = ctx.catalog.load();
-    let mut pending = Vec::with_capacity(wanted.len());
-    for w in wanted {
-        let exists = catalog.get(&w.topic).is_some_and(|m| w.partition >= 0 && w.partition < m.record.partitions);
-        if !exists {
-            pending.push(Err(KafkaError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic or partition")));
-            continue;
-        }
-        let (tx, rx) = oneshot::channel();
-        let msg = ShardMsg::Read {
-            topic: w.topic.clone(),
-            partition: w.partition,
-            offset: w.offset,
-            max_bytes: w.partition_max_bytes,
-            min_one: true,
-            reply: tx,
-        };
-        match ctx.router.send_to_owner(&w.topic, w.partition, msg) {
-            Ok(()) => pending.push(Ok(rx)),
-            Err(_) => pending.push(Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shutting down"))),
-        }
-    }
+    let pending: Vec<Pending<PartitionRead>> = wanted
+        .iter()
+        .map(|w| {
+            if !catalog.has_partition(&w.topic, w.partition) {
+                return Err(KafkaError::unknown_partition(&w.topic, w.partition));
+            }
+            ctx.router.ask_owner(&w.topic, w.partition, |reply| ShardMsg::Read {
+                topic: w.topic.clone(),
+                partition: w.partition,
+                offset: w.offset,
+                max_bytes: w.partition_max_bytes,
+                min_one: true,
+                reply,
+            })
+        })
+        .collect();
     let mut out = Vec::with_capacity(pending.len());
     for p in pending {
-        out.push(match p {
-            Err(e) => Err(e),
-            Ok(rx) => rx.await.unwrap_or_else(|_| Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shard stopped"))),
-        });
+        out.push(answer(p).await);
     }
     out
 }

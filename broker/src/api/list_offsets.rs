@@ -7,14 +7,12 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
-use tokio::sync::oneshot;
 
 use super::{decode, respond, HandlerResult};
 use crate::context::Ctx;
-use crate::errors::{self, KafkaError};
+use crate::errors::KafkaError;
+use crate::router::{answer, Pending};
 use crate::shard::ShardMsg;
-
-type Pending = Result<oneshot::Receiver<Result<(i64, i64), KafkaError>>, KafkaError>;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: ListOffsetsRequest = decode(header, body)?;
@@ -23,26 +21,21 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name: std::sync::Arc<str> = std::sync::Arc::from(t.name.0.as_str());
-        let meta = catalog.get(&name);
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
-            let pending: Pending =
-                if meta.is_none_or(|m| p.partition_index < 0 || p.partition_index >= m.record.partitions) {
-                    Err(KafkaError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, "unknown topic or partition"))
-                } else {
-                    let (tx, rx) = oneshot::channel();
-                    let msg = ShardMsg::ListOffset {
-                        topic: name.clone(),
-                        partition: p.partition_index,
-                        timestamp: p.timestamp,
-                        reply: tx,
-                    };
-                    ctx.router
-                        .send_to_owner(&name, p.partition_index, msg)
-                        .map(|()| rx)
-                        .map_err(|_| KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shutting down"))
-                };
-            parts.push((p.partition_index, pending));
+            let index = p.partition_index;
+            let pending: Pending<(i64, i64)> = if catalog.has_partition(&name, index) {
+                let topic = name.clone();
+                ctx.router.ask_owner(&name, index, |reply| ShardMsg::ListOffset {
+                    topic,
+                    partition: index,
+                    timestamp: p.timestamp,
+                    reply,
+                })
+            } else {
+                Err(KafkaError::unknown_partition(&name, index))
+            };
+            parts.push((index, pending));
         }
         topics.push((t.name, parts));
     }
@@ -50,12 +43,7 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     for (name, parts) in topics {
         let mut partitions = Vec::with_capacity(parts.len());
         for (index, pending) in parts {
-            let result = match pending {
-                Err(e) => Err(e),
-                Ok(rx) => {
-                    rx.await.unwrap_or_else(|_| Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shard stopped")))
-                }
-            };
+            let result = answer(pending).await;
             let r = ListOffsetsPartitionResponse::default().with_partition_index(index);
             partitions.push(match result {
                 // leader_epoch exists from v4; the codec refuses it set earlier.

@@ -31,9 +31,8 @@ pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let mut offsets = Vec::new();
     for t in &req.topics {
         let topic = t.name.0.to_string();
-        let meta = catalog.get(&topic);
         for p in &t.partitions {
-            let code = if meta.is_none_or(|m| p.partition_index < 0 || p.partition_index >= m.record.partitions) {
+            let code = if !catalog.has_partition(&topic, p.partition_index) {
                 errors::UNKNOWN_TOPIC_OR_PARTITION
             } else if p.committed_metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES) {
                 errors::OFFSET_METADATA_TOO_LARGE

@@ -10,17 +10,12 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 use laminar_engine::{batch, AppendInfo};
-use tokio::sync::oneshot;
 
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::router::{answer, Pending};
 use crate::shard::ShardMsg;
-
-enum Pending {
-    Done(Result<AppendInfo, KafkaError>),
-    Waiting(oneshot::Receiver<Result<AppendInfo, KafkaError>>),
-}
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: ProduceRequest = decode(header, body)?;
@@ -30,29 +25,23 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let name: Arc<str> = Arc::from(t.name.0.as_str());
-        let meta = catalog.get(&name).cloned();
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
-            let pending = if !matches!(acks, -1..=1) {
-                Pending::Done(Err(KafkaError::new(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}"))))
-            } else if meta.as_ref().is_none_or(|m| p.index < 0 || p.index >= m.record.partitions) {
-                Pending::Done(Err(KafkaError::new(
-                    errors::UNKNOWN_TOPIC_OR_PARTITION,
-                    format!("{name}-{} does not exist", p.index),
-                )))
+            let pending: Pending<AppendInfo> = if !matches!(acks, -1..=1) {
+                Err(KafkaError::new(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}")))
+            } else if !catalog.has_partition(&name, p.index) {
+                Err(KafkaError::unknown_partition(&name, p.index))
             } else {
-                match split(p.records.unwrap_or_default()) {
-                    Err(e) => Pending::Done(Err(e)),
-                    Ok(batches) => {
-                        let (tx, rx) = oneshot::channel();
-                        let msg =
-                            ShardMsg::Produce { topic: name.clone(), partition: p.index, batches, sync, reply: tx };
-                        match ctx.router.send_to_owner(&name, p.index, msg) {
-                            Ok(()) => Pending::Waiting(rx),
-                            Err(_) => Pending::Done(Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shutting down"))),
-                        }
-                    }
-                }
+                split(p.records.unwrap_or_default()).and_then(|batches| {
+                    let topic = name.clone();
+                    ctx.router.ask_owner(&name, p.index, |reply| ShardMsg::Produce {
+                        topic,
+                        partition: p.index,
+                        batches,
+                        sync,
+                        reply,
+                    })
+                })
             };
             parts.push((p.index, pending));
         }
@@ -65,12 +54,7 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     for (name, parts) in topics {
         let mut partition_responses = Vec::with_capacity(parts.len());
         for (index, pending) in parts {
-            let result = match pending {
-                Pending::Done(r) => r,
-                Pending::Waiting(rx) => {
-                    rx.await.unwrap_or_else(|_| Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, "shard stopped")))
-                }
-            };
+            let result = answer(pending).await;
             let r = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
             partition_responses.push(match result {
                 Ok(info) => {
