@@ -149,6 +149,9 @@ struct LogState {
     offline: Option<String>,
     /// Failure probe: the next write fails with this errno.
     inject_write_errno: Option<i32>,
+    /// Failure probe: the writer task panics at its next round.
+    #[cfg(test)]
+    inject_writer_panic: bool,
     watch: Arc<LogWatch>,
     stats: LogStats,
 }
@@ -256,6 +259,8 @@ impl PartitionLog {
             unflushed_since_ms: None,
             offline: None,
             inject_write_errno: None,
+            #[cfg(test)]
+            inject_writer_panic: false,
             watch,
             stats: LogStats::default(),
         };
@@ -310,6 +315,11 @@ impl PartitionLog {
     /// Failure probe for tests: the next write fails with `errno` (e.g. ENOSPC).
     pub fn inject_write_error(&self, errno: i32) {
         self.st.borrow_mut().inject_write_errno = Some(errno);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inject_writer_panic(&self) {
+        self.st.borrow_mut().inject_writer_panic = true;
     }
 
     /// Validates, assigns offsets to and durably queues `batches` (one produce
@@ -608,7 +618,25 @@ fn write_checkpoint(dir: &Path, offset: u64) -> io::Result<()> {
 }
 
 /// The writer task: drains the queue in rounds until it is empty.
+/// Should the writer task die by a panic (a bug), the log must not hang its
+/// producers: it goes offline, failing what is queued and every later append.
+struct WriterGuard(Rc<RefCell<LogState>>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Ok(mut s) = self.0.try_borrow_mut() {
+            s.offline = Some("the log writer panicked".into());
+            s.writer_running = false;
+            s.queue.clear(); // dropping the senders fails the waiting appends
+        }
+    }
+}
+
 async fn run_writer(st: Rc<RefCell<LogState>>) {
+    let _guard = WriterGuard(st.clone());
     loop {
         let round = {
             let mut s = st.borrow_mut();
@@ -618,6 +646,10 @@ async fn run_writer(st: Rc<RefCell<LogState>>) {
             }
             std::mem::take(&mut s.queue)
         };
+        #[cfg(test)]
+        if std::mem::take(&mut st.borrow_mut().inject_writer_panic) {
+            panic!("injected writer panic");
+        }
         let result = write_round(&st, &round).await;
         let mut s = st.borrow_mut();
         match result {

@@ -364,3 +364,19 @@ fn segments_roll_by_age() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_panicking_writer_takes_the_log_offline_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(vec![bm(&make_batch(2, 10, 100))], false).await.unwrap();
+        log.inject_writer_panic();
+        let e = log.append(vec![bm(&make_batch(2, 10, 100))], false).await.unwrap_err();
+        assert!(matches!(e, EngineError::Storage(_)), "{e}");
+        let e = log.append(vec![bm(&make_batch(2, 10, 100))], false).await.unwrap_err();
+        assert!(e.to_string().contains("offline"), "{e}");
+        // What was written before stays readable.
+        assert_eq!(read_all(&log), vec![(0, 2)]);
+    });
+}
