@@ -165,14 +165,17 @@ fn bench_recovery(dir: &Path) -> (f64, f64, u64) {
     (el, rep.bytes_scanned as f64 / (1u64 << 30) as f64, rep.batches_scanned)
 }
 
-/// fio's bandwidth in MB/s for a buffered sequential write (psync) of `bytes`
-/// in `bs` blocks, with an fdatasync after every write when `sync_each`.
-fn fio_write(dir: &Path, bytes: u64, bs: usize, sync_each: bool) -> Option<f64> {
+/// fio's bandwidth in MB/s for a buffered sequential write of `bytes` in `bs`
+/// blocks (with `engine`: psync, or io_uring at queue depth 1), with an
+/// fdatasync after every write when `sync_each`.
+fn fio_write(dir: &Path, bytes: u64, bs: usize, sync_each: bool, engine: &str) -> Option<f64> {
+    settle();
     let file = dir.join("fio.dat");
     let _ = std::fs::remove_file(&file);
     let size = (bytes / bs as u64).max(1) * bs as u64;
     let mut cmd = Command::new("fio");
-    cmd.args(["--name=seqwrite", "--rw=write", "--ioengine=psync", "--output-format=json"])
+    cmd.args(["--name=seqwrite", "--rw=write", "--iodepth=1", "--output-format=json"])
+        .arg(format!("--ioengine={engine}"))
         .arg(format!("--bs={bs}"))
         .arg(format!("--size={size}"))
         .arg(format!("--filename={}", file.display()));
@@ -205,6 +208,13 @@ fn fio_bw(json: &[u8], dir: &str) -> Option<f64> {
     Some(v["jobs"][0][dir]["bw_bytes"].as_f64()? / 1e6)
 }
 
+/// Writes back every dirty page before a measurement, so no run pays for the
+/// writeback of the one before it (on this VM that alone swung buffered
+/// figures between 0.4 and 2.4 GB/s).
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 fn ratio(a: f64, b: Option<f64>) -> String {
     match b {
         Some(b) if b > 0.0 => format!("{:>5.0}%", 100.0 * a / b),
@@ -222,30 +232,38 @@ fn main() {
     let log_dir = root.join("log");
     println!("laminar-engine bench: {} concurrent appenders, {secs} s per case, dir {}", appenders(), root.display());
     println!(
-        "{:<34} {:>10} {:>12} {:>14} {:>12} {:>16} {:>7}",
-        "case", "MB/s", "batches/s", "batches/write", "KiB/sync", "fio same policy", "ratio"
+        "{:<34} {:>10} {:>12} {:>14} {:>12} {:>16} {:>7} {:>18} {:>7}",
+        "case", "MB/s", "batches/s", "batches/write", "KiB/sync", "fio same policy", "ratio", "fio io_uring", "ratio"
     );
     for (bytes, name) in [(1024, "1 KiB"), (16 * 1024, "16 KiB")] {
         for sync in [false, true] {
+            settle();
             let r = bench_append(&log_dir, bytes, sync, secs);
             // fio writes the same number of bytes right after us, with the same
             // policy: buffered 1 MiB writes; or one fdatasync per the bytes our
             // group commit wrote between two syncs.
             let fio = if sync {
                 let bs = (r.bytes_per_sync as usize).clamp(4096, 64 << 20) / 4096 * 4096;
-                fio_write(&root, r.bytes, bs, true)
+                fio_write(&root, r.bytes, bs, true, "psync")
             } else {
-                fio_write(&root, r.bytes, 1 << 20, false)
+                fio_write(&root, r.bytes, 1 << 20, false, "psync")
             };
+            // The same bytes through io_uring in writes the size of our rounds:
+            // what this kernel's io_uring path gives a writer that, like ours,
+            // has one write in flight.
+            let round_bytes = ((r.batches_per_round * bytes as f64) as usize).clamp(4096, 64 << 20) / 4096 * 4096;
+            let fio_uring = fio_write(&root, r.bytes, round_bytes, sync, "io_uring");
             println!(
-                "{:<34} {:>10.1} {:>12.0} {:>14.1} {:>12.1} {:>16} {:>7}",
+                "{:<34} {:>10.1} {:>12.0} {:>14.1} {:>12.1} {:>16} {:>7} {:>18} {:>7}",
                 format!("append {name}{}", if sync { " + fdatasync/group" } else { "" }),
                 r.mb_per_s,
                 r.batches_per_s,
                 r.batches_per_round,
                 r.bytes_per_sync / 1024.0,
                 fio.map_or("n/a".into(), |f| format!("{f:.1} MB/s")),
-                ratio(r.mb_per_s, fio)
+                ratio(r.mb_per_s, fio),
+                fio_uring.map_or("n/a".into(), |f| format!("{f:.1} MB/s")),
+                ratio(r.mb_per_s, fio_uring)
             );
         }
     }
