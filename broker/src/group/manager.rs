@@ -228,12 +228,15 @@ fn delete_offsets(
 ) {
     let (writer, ops, results) = {
         let mut m = mgr.borrow_mut();
-        let Some(committed) = m.offsets.get(&group) else {
-            let code = if m.groups.contains_key(&group) { errors::NONE } else { errors::GROUP_ID_NOT_FOUND };
-            let _ = reply.send(if code == errors::NONE { Ok(Vec::new()) } else { Err(code) });
+        if !m.offsets.contains_key(&group) {
+            // A live group with nothing committed has nothing to delete.
+            let _ = reply.send(if m.groups.contains_key(&group) {
+                Ok(Vec::new())
+            } else {
+                Err(errors::GROUP_ID_NOT_FOUND)
+            });
             return;
-        };
-        let _ = committed;
+        }
         let subscribed = m.groups.get(&group).map(subscribed_topics).unwrap_or_default();
         let mut ops = Vec::new();
         let mut results = Vec::new();
