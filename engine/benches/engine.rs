@@ -106,7 +106,7 @@ fn bench_append(dir: &Path, batch_bytes: usize, sync: bool, secs: f64) -> Append
             mb_per_s: bytes / el / 1e6,
             batches_per_s: batches as f64 / el,
             bytes_per_sync: if st.syncs > 0 { bytes / st.syncs as f64 } else { 0.0 },
-            batches_per_round: st.batches as f64 / st.write_rounds.max(1) as f64,
+            batches_per_round: st.batches as f64 / st.commits.max(1) as f64,
         }
     })
 }

@@ -22,6 +22,11 @@ pub struct LogConfig {
     /// `producer.id.expiration.ms` (a broker config in Kafka): an idempotent
     /// producer idle this long is forgotten when producer state is snapshotted.
     pub producer_id_expiration_ms: u64,
+    /// Writes the log keeps in flight at once (an engine setting, not a Kafka
+    /// topic config). 1 is a strict write → complete → write loop; more keeps
+    /// the io-wq worker that does ext4's buffered writes busy while the shard
+    /// prepares the next (see `log::writer`, docs/benchmarks.md).
+    pub writes_in_flight: usize,
 }
 
 impl Default for LogConfig {
@@ -37,6 +42,7 @@ impl Default for LogConfig {
             flush_ms: None,
             index_interval_bytes: 4096,
             producer_id_expiration_ms: 86_400_000,
+            writes_in_flight: 4,
         }
     }
 }
@@ -47,6 +53,7 @@ impl LogConfig {
     pub const SEGMENT_BYTES_MIN: u64 = 1024;
     /// Segment positions are stored as u32 in the index, as Kafka's.
     pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+    pub const WRITES_IN_FLIGHT_MAX: usize = 64;
 
     pub fn validate(&self) -> Result<(), String> {
         if !(Self::SEGMENT_BYTES_MIN..=Self::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
@@ -57,6 +64,9 @@ impl LogConfig {
         }
         if self.index_interval_bytes == 0 {
             return Err("index.interval.bytes must be positive".into());
+        }
+        if !(1..=Self::WRITES_IN_FLIGHT_MAX).contains(&self.writes_in_flight) {
+            return Err(format!("writes in flight must be in [1, {}]", Self::WRITES_IN_FLIGHT_MAX));
         }
         if self.flush_messages == Some(0) {
             return Err("flush.messages must be positive".into());

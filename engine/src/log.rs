@@ -1,12 +1,13 @@
-//! A partition log: ordered segments, offset assignment, group-committed appends
-//! on io_uring, positional reads for zero-copy fetch, retention.
+//! A partition log: ordered segments, offset assignment, positional reads for
+//! zero-copy fetch, retention. The write side is in `writer`.
 //!
 //! Produce path: `append` validates every batch of the request and assigns
 //! offsets synchronously (so order is fixed and a bad batch lands nothing), then
-//! queues them. One writer task per log drains the queue: everything queued while
-//! the previous write was in flight goes out as one `writev` (group commit),
-//! followed by one `fdatasync` if any append asked for durability or the flush
-//! policy says so. Only then does the high watermark move and callers get acked.
+//! queues them. One writer task per log (`writer::run`) turns the queue into
+//! io_uring writes, a few in flight at once (group commit: everything queued
+//! while earlier writes run goes out together), fdatasyncs when an append asked
+//! for durability or the flush policy says so, and only then moves the high
+//! watermark and acknowledges.
 //!
 //! The log is owned by one shard (`Rc`, not `Send`): no locks on this path.
 
@@ -17,6 +18,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -30,9 +32,12 @@ use crate::producer_snapshot::{self, ProducerRecovery};
 use crate::producer_state::{AppendPlan, ProducerStates};
 use crate::segment::{ScanReport, Segment};
 use crate::watch::LogWatch;
+use writer::{QueuedAppend, StoredBatch};
 
-/// Most iovecs handed to one `writev` (Linux's IOV_MAX).
-const IOVECS_PER_WRITE_MAX: usize = 1024;
+mod writer;
+#[cfg(test)]
+mod writer_tests;
+
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
 
 pub fn now_ms() -> u64 {
@@ -87,42 +92,24 @@ pub struct RetentionReport {
 }
 
 /// Counters for the write path (the log's probe): group-commit effectiveness
-/// is `batches / write_rounds`.
+/// is `batches / commits`, write size `bytes / writes`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
     pub appends: u64,
     pub batches: u64,
     pub bytes: u64,
-    pub write_rounds: u64,
-    pub writev_calls: u64,
+    /// Groups of appends acknowledged together (each after at most one fdatasync).
+    pub commits: u64,
+    /// `writev` submissions.
+    pub writes: u64,
+    /// Most writes that were in flight at once.
+    pub writes_in_flight_peak: u64,
     pub syncs: u64,
     pub rolls: u64,
 }
 
-/// A batch on its way to disk: the broker-owned first 16 bytes (baseOffset,
-/// batchLength, partitionLeaderEpoch), rewritten in a small buffer, and the
-/// rest exactly as the producer sent it — written as two iovecs, so the
-/// request's bytes are never copied in user space.
-struct StoredBatch {
-    head: Bytes,
-    body: Bytes,
-}
-
-impl StoredBatch {
-    fn len(&self) -> u64 {
-        (self.head.len() + self.body.len()) as u64
-    }
-}
-
-/// Bytes of a batch the broker rewrites (see `StoredBatch`).
+/// Bytes of a batch the broker rewrites (see `writer::StoredBatch`).
 const OWNED_HEAD_BYTES: usize = 16;
-
-struct QueuedAppend {
-    batches: Vec<StoredBatch>,
-    headers: Vec<BatchHeader>,
-    sync: bool,
-    done: oneshot::Sender<Result<()>>,
-}
 
 struct LogState {
     dir: PathBuf,
@@ -141,14 +128,18 @@ struct LogState {
     producers: ProducerStates,
     queue: Vec<QueuedAppend>,
     writer_running: bool,
+    /// Set while the writer waits with writes in flight: new appends wake it
+    /// so they can be submitted before those writes finish.
+    writer_waker: Option<Waker>,
     records_since_flush: u64,
     /// Wall-clock ms of the oldest write not yet synced.
     unflushed_since_ms: Option<u64>,
     /// Set after an fdatasync failure: the page cache can no longer be trusted
     /// to match the disk, so the log refuses writes until reopened (fsyncgate).
     offline: Option<String>,
-    /// Failure probe: the next write fails with this errno.
-    inject_write_errno: Option<i32>,
+    /// Failure probe: after letting this many writes through, the next
+    /// fails with this errno.
+    inject_write_error: Option<(u64, i32)>,
     /// Failure probe: the writer task panics at its next round.
     #[cfg(test)]
     inject_writer_panic: bool,
@@ -255,10 +246,11 @@ impl PartitionLog {
             producers,
             queue: Vec::new(),
             writer_running: false,
+            writer_waker: None,
             records_since_flush: 0,
             unflushed_since_ms: None,
             offline: None,
-            inject_write_errno: None,
+            inject_write_error: None,
             #[cfg(test)]
             inject_writer_panic: false,
             watch,
@@ -314,7 +306,13 @@ impl PartitionLog {
 
     /// Failure probe for tests: the next write fails with `errno` (e.g. ENOSPC).
     pub fn inject_write_error(&self, errno: i32) {
-        self.st.borrow_mut().inject_write_errno = Some(errno);
+        self.inject_write_error_after(0, errno);
+    }
+
+    /// Failure probe for tests: `writes` more writes succeed, the one after
+    /// fails with `errno` (a failure behind writes still in flight).
+    pub fn inject_write_error_after(&self, writes: u64, errno: i32) {
+        self.st.borrow_mut().inject_write_error = Some((writes, errno));
     }
 
     #[cfg(test)]
@@ -341,7 +339,9 @@ impl PartitionLog {
             for b in &batches {
                 headers.push(batch::validate_produced(b, st.config.max_message_bytes)?);
             }
-            match st.producers.check_append(&headers, st.next_offset, now_ms())? {
+            // Only idempotent producers' state keeps time; spare the clock read otherwise.
+            let now = if headers.iter().any(|h| h.producer_id >= 0) { now_ms() } else { 0 };
+            match st.producers.check_append(&headers, st.next_offset, now)? {
                 AppendPlan::Duplicate { base_offset, last_offset } => {
                     let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
                     let unsynced = sync && st.unflushed_since_ms.is_some();
@@ -402,7 +402,9 @@ impl PartitionLog {
         st.queue.push(QueuedAppend { batches, headers, sync, done: tx });
         if !st.writer_running {
             st.writer_running = true;
-            tokio_uring::spawn(run_writer(self.st.clone()));
+            tokio_uring::spawn(writer::run(self.st.clone()));
+        } else if let Some(waker) = st.writer_waker.take() {
+            waker.wake();
         }
         rx
     }
@@ -615,245 +617,4 @@ fn read_checkpoint(dir: &Path) -> Result<Option<u64>> {
 
 fn write_checkpoint(dir: &Path, offset: u64) -> io::Result<()> {
     write_synced(&dir.join(LOG_START_CHECKPOINT), offset.to_string().as_bytes())
-}
-
-/// The writer task: drains the queue in rounds until it is empty.
-/// Should the writer task die by a panic (a bug), the log must not hang its
-/// producers: it goes offline, failing what is queued and every later append.
-struct WriterGuard(Rc<RefCell<LogState>>);
-
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        if let Ok(mut s) = self.0.try_borrow_mut() {
-            s.offline = Some("the log writer panicked".into());
-            s.writer_running = false;
-            s.queue.clear(); // dropping the senders fails the waiting appends
-        }
-    }
-}
-
-async fn run_writer(st: Rc<RefCell<LogState>>) {
-    let _guard = WriterGuard(st.clone());
-    loop {
-        let round = {
-            let mut s = st.borrow_mut();
-            if s.queue.is_empty() {
-                s.writer_running = false;
-                return;
-            }
-            std::mem::take(&mut s.queue)
-        };
-        #[cfg(test)]
-        if std::mem::take(&mut st.borrow_mut().inject_writer_panic) {
-            panic!("injected writer panic");
-        }
-        let result = write_round(&st, &round).await;
-        let mut s = st.borrow_mut();
-        match result {
-            Ok(()) => {
-                let written = s.high_watermark;
-                s.producers.written_up_to(written);
-                for q in round {
-                    let _ = q.done.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                // Offsets were handed out for everything queued; none of it is on
-                // disk, so fail it all and hand the same offsets out again.
-                // Producer state goes back with them (batches of earlier
-                // writes of the round are on disk and keep theirs).
-                let msg = e.to_string();
-                let cut = s.active().next_offset;
-                s.next_offset = cut;
-                s.producers.undo_from(cut);
-                s.producers.written_up_to(cut);
-                let kind = match &e {
-                    EngineError::Storage(io) => io.kind(),
-                    _ => io::ErrorKind::Other,
-                };
-                let later = std::mem::take(&mut s.queue);
-                for q in round.into_iter().chain(later) {
-                    let _ = q.done.send(Err(EngineError::Storage(io::Error::new(kind, msg.clone()))));
-                }
-            }
-        }
-    }
-}
-
-/// Writes one round of queued appends: roll when needed, `writev` the batches
-/// that fit in the active segment, sync if asked, then publish the new high watermark.
-async fn write_round(st: &Rc<RefCell<LogState>>, round: &[QueuedAppend]) -> Result<()> {
-    let items: Vec<(&StoredBatch, &BatchHeader)> =
-        round.iter().flat_map(|q| q.batches.iter().zip(q.headers.iter())).collect();
-    let mut sync = round.iter().any(|q| q.sync);
-    let mut i = 0;
-    while i < items.len() {
-        maybe_roll(st, items[i].0.len()).await?;
-        let (writer, start_pos, n) = {
-            let mut s = st.borrow_mut();
-            let segment_bytes = s.config.segment_bytes;
-            let active = s.active_mut();
-            if active.writer.is_none() {
-                let f = active.file.try_clone()?;
-                active.writer = Some(Rc::new(tokio_uring::fs::File::from_std(f)));
-            }
-            let mut size = active.size;
-            let mut n = 0;
-            // Take batches while they fit (always at least one); two iovecs each.
-            while i + n < items.len() && 2 * (n + 1) <= IOVECS_PER_WRITE_MAX {
-                let len = items[i + n].0.len();
-                if n > 0 && size + len > segment_bytes {
-                    break;
-                }
-                size += len;
-                n += 1;
-            }
-            (active.writer.clone().unwrap(), active.size, n)
-        };
-        let bufs: Vec<Bytes> = items[i..i + n].iter().flat_map(|(b, _)| [b.head.clone(), b.body.clone()]).collect();
-        let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-        let injected = {
-            let mut s = st.borrow_mut();
-            s.stats.writev_calls += 1;
-            s.inject_write_errno.take()
-        };
-        let written = match injected {
-            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
-            None => writev_all(&writer, bufs, start_pos).await,
-        };
-        match written {
-            Ok(w) if w as u64 == total => {}
-            Ok(w) => return Err(undo_partial(st, start_pos, io::Error::other(format!("short write {w} of {total}")))),
-            Err(e) => return Err(undo_partial(st, start_pos, e)),
-        }
-        let mut s = st.borrow_mut();
-        let now = now_ms();
-        let active = s.active_mut();
-        let mut pos = start_pos;
-        for (b, h) in &items[i..i + n] {
-            active.note_batch(h, pos, b.len());
-            pos += b.len();
-        }
-        active.last_modified_ms = now;
-        let records: u64 = items[i..i + n].iter().map(|(_, h)| h.records_count as u64).sum();
-        s.records_since_flush += records;
-        s.unflushed_since_ms.get_or_insert(now);
-        s.stats.batches += n as u64;
-        s.stats.bytes += total;
-        if s.config.flush_messages.is_some_and(|m| s.records_since_flush >= m) {
-            sync = true;
-        }
-        i += n;
-    }
-    if sync {
-        // A round of only duplicate waiters may find a fresh segment with no writer yet.
-        let (writer, file) = {
-            let s = st.borrow();
-            (s.active().writer.clone(), s.active().file.clone())
-        };
-        let synced = match writer {
-            Some(w) => w.sync_data().await,
-            None => sync_file(&file).await,
-        };
-        if let Err(e) = synced {
-            st.borrow_mut().offline = Some(format!("fdatasync failed: {e}"));
-            return Err(e.into());
-        }
-        let mut s = st.borrow_mut();
-        s.records_since_flush = 0;
-        s.unflushed_since_ms = None;
-        s.stats.syncs += 1;
-    }
-    let mut s = st.borrow_mut();
-    s.stats.write_rounds += 1;
-    let (end, base, size) = {
-        let a = s.active();
-        (a.next_offset, a.base_offset, a.size)
-    };
-    assert!(end >= s.high_watermark, "high watermark only grows");
-    s.high_watermark = end;
-    s.hw_segment = base;
-    s.hw_position = size;
-    s.publish();
-    Ok(())
-}
-
-/// Writes every buffer at `pos` with io_uring `writev`, continuing after short
-/// writes. (tokio-uring's own `writev_at_all` panics on a short write, which a
-/// nearly full disk produces; see docs/architecture.md.)
-async fn writev_all(file: &tokio_uring::fs::File, mut bufs: Vec<Bytes>, mut pos: u64) -> io::Result<usize> {
-    let mut total = 0;
-    while !bufs.is_empty() {
-        let (res, sent) = file.writev_at(bufs, pos).await;
-        let mut n = res?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "writev wrote nothing"));
-        }
-        total += n;
-        pos += n as u64;
-        // Drop what was written; keep the unwritten tail of a partly written buffer.
-        bufs = sent
-            .into_iter()
-            .filter_map(|b| {
-                if n >= b.len() {
-                    n -= b.len();
-                    None
-                } else {
-                    let rest = b.slice(n..);
-                    n = 0;
-                    Some(rest)
-                }
-            })
-            .collect();
-    }
-    Ok(total)
-}
-
-/// Cuts the file back to where the failed write began so no partial batch stays.
-fn undo_partial(st: &Rc<RefCell<LogState>>, start_pos: u64, e: io::Error) -> EngineError {
-    let s = st.borrow();
-    if let Err(t) = s.active().file.set_len(start_pos) {
-        tracing::error!(dir = %s.dir.display(), "could not truncate after failed write: {t}");
-    }
-    EngineError::Storage(e)
-}
-
-/// Seals the active segment and starts a new one when the next batch would
-/// overflow `segment.bytes` or the segment is older than `segment.ms`.
-async fn maybe_roll(st: &Rc<RefCell<LogState>>, next_len: u64) -> Result<()> {
-    let old_writer = {
-        let s = st.borrow();
-        let a = s.active();
-        let full = a.size + next_len > s.config.segment_bytes;
-        let old = now_ms().saturating_sub(a.created_ms) >= s.config.segment_ms;
-        if a.size == 0 || !(full || old) {
-            return Ok(());
-        }
-        a.writer.clone()
-    };
-    // The sealed segment is synced before the new one exists, so recovery only
-    // ever truncates the last segment.
-    match old_writer {
-        Some(w) => w.sync_data().await?,
-        None => st.borrow().active().file.sync_data()?,
-    }
-    let mut s = st.borrow_mut();
-    let interval = s.config.index_interval_bytes;
-    let dir = s.dir.clone();
-    let active = s.active_mut();
-    active.write_indexes()?;
-    active.writer = None;
-    let next = active.next_offset;
-    if let Err(e) = snapshot_producers(&mut s, next) {
-        // Only an optimisation for the next open: without it recovery reads more headers.
-        tracing::warn!(dir = %dir.display(), "producer state snapshot at offset {next} failed: {e}");
-    }
-    let seg = Segment::create(&dir, next, now_ms(), interval)?;
-    s.segments.insert(next, seg);
-    s.stats.rolls += 1;
-    // hw_segment/hw_position stay on the sealed segment until the round publishes.
-    Ok(())
 }

@@ -1,0 +1,489 @@
+//! The write side of a partition log. One writer task per log turns queued
+//! appends into io_uring `writev`s at explicit positions, keeps up to
+//! `writes_in_flight` of them in flight, and acknowledges appends in log order
+//! once every byte up to their end is in the file (and synced, when asked).
+//!
+//! Why more than one write in flight: ext4 cannot do a buffered write without
+//! blocking (`RWF_NOWAIT` gives `EOPNOTSUPP`), so io_uring hands every write to
+//! an io-wq worker thread. With one write in flight the worker sleeps while the
+//! shard acknowledges and validates the next round, the shard sleeps while the
+//! worker copies, and every hand-off wakes a halted vCPU. With a few writes
+//! queued the worker copies while the shard works (docs/benchmarks.md).
+//!
+//! Invariants:
+//! - Writes are contiguous from the end of the acknowledged data: `reserved`
+//!   is the end of the last submitted write, `written` the end of the
+//!   completed prefix (completions are taken oldest first).
+//! - An append is noted in the segment, counted in the high watermark and
+//!   acknowledged only when `written` has passed its end, so a reader never
+//!   sees part of an append and a failure never leaves part of one behind.
+//! - An append never spans two segments; a roll waits for every write in flight.
+//! - A failed write: the writer lets the others in flight finish, cuts the
+//!   file back to the end of the last acknowledged append and fails everything
+//!   after it (offsets are handed out again).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::{now_ms, snapshot_producers, sync_file, LogState};
+use crate::batch::BatchHeader;
+use crate::error::{EngineError, Result};
+use crate::segment::Segment;
+
+/// Most iovecs handed to one `writev` (Linux's IOV_MAX).
+const IOVECS_PER_WRITE_MAX: usize = 1024;
+/// Buffered work is spread over free write slots in pieces of at least this
+/// much: below it a write's fixed cost (the io-wq hand-off, ext4's per-call
+/// inode update) outweighs the overlap gained.
+const SPLIT_BYTES_MIN: u64 = 16 << 10;
+
+/// A batch on its way to disk: the broker-owned first 16 bytes (baseOffset,
+/// batchLength, partitionLeaderEpoch), rewritten in a small buffer, and the
+/// rest exactly as the producer sent it — written as two iovecs, so the
+/// request's bytes are never copied in user space.
+pub(super) struct StoredBatch {
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+impl StoredBatch {
+    pub fn len(&self) -> u64 {
+        (self.head.len() + self.body.len()) as u64
+    }
+}
+
+/// One `append` call's batches, offsets already assigned, waiting to be written.
+pub(super) struct QueuedAppend {
+    pub batches: Vec<StoredBatch>,
+    pub headers: Vec<BatchHeader>,
+    pub sync: bool,
+    pub done: oneshot::Sender<Result<()>>,
+}
+
+/// An append taken from the queue by the writer, not yet acknowledged.
+struct Pending {
+    append: QueuedAppend,
+    bytes: u64,
+    /// Batches of it handed to writes so far.
+    submitted: usize,
+    /// Segment position after its last batch, once all are submitted.
+    end: u64,
+}
+
+struct InFlight {
+    handle: JoinHandle<io::Result<()>>,
+    end: u64,
+}
+
+struct Writer {
+    st: Rc<RefCell<LogState>>,
+    /// In log order; those before `next` have every batch submitted.
+    pending: VecDeque<Pending>,
+    next: usize,
+    unsubmitted_bytes: u64,
+    in_flight: VecDeque<InFlight>,
+    reserved: u64,
+    written: u64,
+    /// The append at `next` needs a fresh segment: submit nothing until the
+    /// writes in flight are done and the roll happened.
+    roll_needed: bool,
+}
+
+/// Should the writer task die by a panic (a bug), the log must not hang its
+/// producers: it goes offline, failing what is queued and every later append
+/// (dropping `Writer` drops the senders of the appends it had taken).
+struct WriterGuard(Rc<RefCell<LogState>>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Ok(mut s) = self.0.try_borrow_mut() {
+            s.offline = Some("the log writer panicked".into());
+            s.writer_running = false;
+            s.queue.clear();
+        }
+    }
+}
+
+/// The writer task: runs until the queue is drained and nothing is in flight.
+pub(super) async fn run(st: Rc<RefCell<LogState>>) {
+    let _guard = WriterGuard(st.clone());
+    let start = st.borrow().active().size;
+    let mut w = Writer {
+        st,
+        pending: VecDeque::new(),
+        next: 0,
+        unsubmitted_bytes: 0,
+        in_flight: VecDeque::new(),
+        reserved: start,
+        written: start,
+        roll_needed: false,
+    };
+    loop {
+        w.take_queue();
+        #[cfg(test)]
+        if std::mem::take(&mut w.st.borrow_mut().inject_writer_panic) {
+            panic!("injected writer panic");
+        }
+        // Submit before settling, so new writes run during a settle's fdatasync.
+        if let Err(e) = w.submit() {
+            w.fail(e).await;
+            continue;
+        }
+        if let Err(e) = w.settle().await {
+            w.fail(e).await;
+            continue;
+        }
+        if w.in_flight.is_empty() {
+            if w.roll_needed {
+                if let Err(e) = w.roll().await {
+                    w.fail(e).await;
+                }
+                continue;
+            }
+            if w.pending.is_empty() {
+                let mut s = w.st.borrow_mut();
+                if s.queue.is_empty() {
+                    s.writer_running = false;
+                    return;
+                }
+            }
+            continue;
+        }
+        match (NextEvent { w: &mut w }).await {
+            Event::Queued => {}
+            Event::Written(end, Ok(())) => w.written = end,
+            Event::Written(_, Err(e)) => w.fail(e.into()).await,
+        }
+    }
+}
+
+impl Writer {
+    fn depth(&self) -> usize {
+        self.st.borrow().config.writes_in_flight
+    }
+
+    fn can_submit(&self) -> bool {
+        !self.roll_needed && self.in_flight.len() < self.depth()
+    }
+
+    fn take_queue(&mut self) {
+        let queue = std::mem::take(&mut self.st.borrow_mut().queue);
+        for append in queue {
+            let bytes: u64 = append.batches.iter().map(StoredBatch::len).sum();
+            self.unsubmitted_bytes += bytes;
+            self.pending.push_back(Pending { append, bytes, submitted: 0, end: 0 });
+        }
+    }
+
+    /// Fills free write slots. Buffered work is spread over them (see
+    /// `SPLIT_BYTES_MIN`) so that, even when every waiting append arrived at
+    /// once, completions come back staggered and the pipeline stays full; work
+    /// with a durable append in it goes out whole, under one fdatasync.
+    fn submit(&mut self) -> Result<()> {
+        while self.next < self.pending.len() && self.can_submit() {
+            let free = (self.depth() - self.in_flight.len()) as u64;
+            let durable = self.pending.range(self.next..).any(|p| p.append.sync);
+            let pieces = if durable { 1 } else { (self.unsubmitted_bytes / SPLIT_BYTES_MIN).clamp(1, free) };
+            self.submit_one(self.unsubmitted_bytes.div_ceil(pieces))?;
+        }
+        Ok(())
+    }
+
+    /// Submits one write of about `target` bytes (at least one batch) from the
+    /// unsubmitted appends, stopping at a segment roll.
+    fn submit_one(&mut self, target: u64) -> Result<()> {
+        let start = self.reserved;
+        let mut bufs: Vec<Bytes> = Vec::new();
+        let mut total = 0u64;
+        let (segment_bytes, segment_ms) = {
+            let s = self.st.borrow();
+            (s.config.segment_bytes, s.config.segment_ms)
+        };
+        let old = now_ms().saturating_sub(self.st.borrow().active().created_ms) >= segment_ms;
+        while self.next < self.pending.len() {
+            let p = &mut self.pending[self.next];
+            if p.submitted == 0 && p.bytes > 0 {
+                if total > 0 && total >= target {
+                    break;
+                }
+                let full = start + total + p.bytes > segment_bytes;
+                if start + total > 0 && (full || old) {
+                    // Rolls happen between writes, never inside one.
+                    self.roll_needed = total == 0;
+                    break;
+                }
+            }
+            while p.submitted < p.append.batches.len() && bufs.len() + 2 <= IOVECS_PER_WRITE_MAX {
+                if total > 0 && total >= target {
+                    break;
+                }
+                let b = &p.append.batches[p.submitted];
+                bufs.push(b.head.clone());
+                bufs.push(b.body.clone());
+                total += b.len();
+                p.submitted += 1;
+            }
+            if p.submitted < p.append.batches.len() {
+                break;
+            }
+            p.end = start + total;
+            self.next += 1;
+        }
+        if bufs.is_empty() {
+            return Ok(()); // only empty appends (duplicate waiters), or a roll first
+        }
+        let (file, injected) = {
+            let mut s = self.st.borrow_mut();
+            s.stats.writes += 1;
+            let injected = match s.inject_write_error {
+                Some((0, errno)) => {
+                    s.inject_write_error = None;
+                    Some(errno)
+                }
+                Some((n, errno)) => {
+                    s.inject_write_error = Some((n - 1, errno));
+                    None
+                }
+                None => None,
+            };
+            let active = s.active_mut();
+            if active.writer.is_none() {
+                let f = active.file.try_clone()?;
+                active.writer = Some(Rc::new(tokio_uring::fs::File::from_std(f)));
+            }
+            (active.writer.clone().unwrap(), injected)
+        };
+        self.reserved += total;
+        self.unsubmitted_bytes -= total;
+        let handle = tokio_uring::spawn(async move {
+            match injected {
+                Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+                None => writev_all(&file, bufs, start).await,
+            }
+        });
+        self.in_flight.push_back(InFlight { handle, end: self.reserved });
+        let peak = &mut self.st.borrow_mut().stats.writes_in_flight_peak;
+        *peak = (*peak).max(self.in_flight.len() as u64);
+        Ok(())
+    }
+
+    /// Acknowledges, in order, the appends whose bytes are all written: one
+    /// fdatasync first if any of them asked for it or `flush.messages` is due,
+    /// then they are noted in the segment and the high watermark moves.
+    async fn settle(&mut self) -> Result<()> {
+        let ready = self.pending.iter().take(self.next).take_while(|p| p.end <= self.written).count();
+        if ready == 0 {
+            return Ok(());
+        }
+        let records: u64 =
+            self.pending.iter().take(ready).flat_map(|p| p.append.headers.iter()).map(|h| h.records_count as u64).sum();
+        let sync = self.pending.iter().take(ready).any(|p| p.append.sync) || {
+            let s = self.st.borrow();
+            s.config.flush_messages.is_some_and(|m| s.records_since_flush + records >= m)
+        };
+        if sync {
+            self.sync_active().await?;
+        }
+        let mut acks = Vec::with_capacity(ready);
+        let mut s = self.st.borrow_mut();
+        let now = now_ms();
+        let (mut batches, mut bytes) = (0, 0);
+        for p in self.pending.drain(..ready) {
+            let active = s.active_mut();
+            for (b, h) in p.append.batches.iter().zip(&p.append.headers) {
+                let pos = active.size;
+                active.note_batch(h, pos, b.len());
+            }
+            if p.bytes > 0 {
+                active.last_modified_ms = now;
+            }
+            batches += p.append.batches.len() as u64;
+            bytes += p.bytes;
+            acks.push(p.append.done);
+        }
+        self.next -= ready;
+        s.stats.batches += batches;
+        s.stats.bytes += bytes;
+        s.stats.commits += 1;
+        if sync {
+            s.records_since_flush = 0;
+            s.unflushed_since_ms = None;
+            s.stats.syncs += 1;
+        } else if bytes > 0 {
+            s.records_since_flush += records;
+            s.unflushed_since_ms.get_or_insert(now);
+        }
+        let (end, base, size) = {
+            let a = s.active();
+            (a.next_offset, a.base_offset, a.size)
+        };
+        assert!(end >= s.high_watermark, "high watermark only grows");
+        s.high_watermark = end;
+        s.hw_segment = base;
+        s.hw_position = size;
+        s.producers.written_up_to(end);
+        s.publish();
+        drop(s);
+        for done in acks {
+            let _ = done.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    /// fdatasyncs the active segment. A failure takes the log offline: the
+    /// page cache can no longer be trusted to match the disk (fsyncgate).
+    async fn sync_active(&self) -> Result<()> {
+        // Only duplicate waiters may find a fresh segment with no writer yet.
+        let (writer, file) = {
+            let s = self.st.borrow();
+            (s.active().writer.clone(), s.active().file.clone())
+        };
+        let synced = match writer {
+            Some(w) => w.sync_data().await,
+            None => sync_file(&file).await,
+        };
+        if let Err(e) = synced {
+            self.st.borrow_mut().offline = Some(format!("fdatasync failed: {e}"));
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one. The sealed segment is
+    /// synced before the new one exists, so recovery only ever truncates the
+    /// last segment.
+    async fn roll(&mut self) -> Result<()> {
+        self.sync_active().await?;
+        let mut s = self.st.borrow_mut();
+        let interval = s.config.index_interval_bytes;
+        let dir = s.dir.clone();
+        let active = s.active_mut();
+        active.write_indexes()?;
+        active.writer = None;
+        let next = active.next_offset;
+        if let Err(e) = snapshot_producers(&mut s, next) {
+            // Only an optimisation for the next open: without it recovery reads more headers.
+            tracing::warn!(dir = %dir.display(), "producer state snapshot at offset {next} failed: {e}");
+        }
+        let seg = Segment::create(&dir, next, now_ms(), interval)?;
+        s.segments.insert(next, seg);
+        s.stats.rolls += 1;
+        // hw_segment/hw_position stay on the sealed segment until the next commit publishes.
+        self.roll_needed = false;
+        self.reserved = 0;
+        self.written = 0;
+        Ok(())
+    }
+
+    /// A write (or sync, or roll) failed. Offsets were handed out for every
+    /// append not yet acknowledged; none of them may land, so: wait for the
+    /// other writes in flight (they may land bytes past the failure), cut the
+    /// file back to the acknowledged data, fail those appends and everything
+    /// queued behind them, and hand their offsets out again. Producer state
+    /// goes back with them.
+    async fn fail(&mut self, e: EngineError) {
+        while let Some(f) = self.in_flight.pop_front() {
+            let _ = f.handle.await;
+        }
+        let later = {
+            let mut s = self.st.borrow_mut();
+            let (cut_position, cut) = (s.active().size, s.active().next_offset);
+            if let Err(t) = s.active().file.set_len(cut_position) {
+                tracing::error!(dir = %s.dir.display(), "could not truncate after failed write: {t}");
+            }
+            s.next_offset = cut;
+            s.producers.undo_from(cut);
+            s.producers.written_up_to(cut);
+            self.reserved = cut_position;
+            self.written = cut_position;
+            std::mem::take(&mut s.queue)
+        };
+        let kind = match &e {
+            EngineError::Storage(io) => io.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        let msg = e.to_string();
+        for a in self.pending.drain(..).map(|p| p.append).chain(later) {
+            let _ = a.done.send(Err(EngineError::Storage(io::Error::new(kind, msg.clone()))));
+        }
+        self.next = 0;
+        self.unsubmitted_bytes = 0;
+        self.roll_needed = false;
+    }
+}
+
+enum Event {
+    /// New appends were queued and a write slot is free.
+    Queued,
+    /// The oldest write in flight finished; it ended at this position.
+    Written(u64, io::Result<()>),
+}
+
+/// Waits for the oldest write in flight to finish, or for new appends that can
+/// be submitted now (`PartitionLog::enqueue` wakes the writer).
+struct NextEvent<'a> {
+    w: &'a mut Writer,
+}
+
+impl Future for NextEvent<'_> {
+    type Output = Event;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Event> {
+        let w = &mut *self.w;
+        let front = w.in_flight.front_mut().expect("waits only with a write in flight");
+        if let Poll::Ready(joined) = Pin::new(&mut front.handle).poll(cx) {
+            let end = front.end;
+            w.in_flight.pop_front();
+            let result = joined.unwrap_or_else(|e| Err(io::Error::other(format!("write task failed: {e}"))));
+            return Poll::Ready(Event::Written(end, result));
+        }
+        let can_submit = w.can_submit();
+        let mut s = w.st.borrow_mut();
+        if can_submit && !s.queue.is_empty() {
+            return Poll::Ready(Event::Queued);
+        }
+        s.writer_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Writes every buffer at `pos` with io_uring `writev`, continuing after short
+/// writes. (tokio-uring's own `writev_at_all` panics on a short write, which a
+/// nearly full disk produces; see docs/architecture.md.)
+async fn writev_all(file: &tokio_uring::fs::File, mut bufs: Vec<Bytes>, mut pos: u64) -> io::Result<()> {
+    while !bufs.is_empty() {
+        let (res, sent) = file.writev_at(bufs, pos).await;
+        let mut n = res?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "writev wrote nothing"));
+        }
+        pos += n as u64;
+        // Drop what was written; keep the unwritten tail of a partly written buffer.
+        bufs = sent
+            .into_iter()
+            .filter_map(|b| {
+                if n >= b.len() {
+                    n -= b.len();
+                    None
+                } else {
+                    let rest = b.slice(n..);
+                    n = 0;
+                    Some(rest)
+                }
+            })
+            .collect();
+    }
+    Ok(())
+}
