@@ -1,6 +1,8 @@
-//! Sparse per-segment indexes, kept in memory and persisted when a segment is
-//! sealed or the log is closed cleanly (the active segment's index is rebuilt by
-//! the recovery scan after a crash, so appends never write index files).
+//! Sparse per-segment indexes, kept in memory and persisted once a sealed
+//! segment's data is synced (in the background after a roll) or when the log is
+//! closed cleanly; on a sealed segment their presence tells recovery it is
+//! durable. The active segment's index is rebuilt by the recovery scan after a
+//! crash, so appends never write index files.
 //!
 //! On-disk layout, big-endian, Kafka's:
 //! - `.index`: 8-byte entries `relative_offset u32 | position u32`, one per

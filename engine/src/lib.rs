@@ -3,7 +3,7 @@
 //! offset and time indexes, io_uring group-committed appends, crash recovery
 //! and retention. Knows nothing of Kafka requests, sockets or coordination.
 //!
-//! Where to look: produce path `log::PartitionLog::append` → `log::run_writer`;
+//! Where to look: produce path `log::PartitionLog::append` → `log::writer::run`;
 //! fetch path `log::PartitionLog::read` → `segment::Segment::locate`; recovery
 //! `log::PartitionLog::open` → `segment::Segment::open`, then
 //! `producer_snapshot::recover` (idempotent-producer state, `producer_state`).

@@ -77,6 +77,8 @@ pub struct RecoveryReport {
     pub batches_scanned: u64,
     pub truncated_bytes: u64,
     pub truncation_reason: Option<String>,
+    /// Segments after a torn, never-synced sealed segment, deleted.
+    pub segments_dropped: usize,
     pub log_start_offset: u64,
     pub log_end_offset: u64,
     pub elapsed_us: u64,
@@ -128,6 +130,9 @@ struct LogState {
     producers: ProducerStates,
     queue: Vec<QueuedAppend>,
     writer_running: bool,
+    /// Sealed segments (by base offset) whose background fdatasync has not
+    /// finished (`writer::seal`).
+    unsynced_sealed: Vec<u64>,
     /// Set while the writer waits with writes in flight: new appends wake it
     /// so they can be submitted before those writes finish.
     writer_waker: Option<Waker>,
@@ -204,8 +209,15 @@ impl PartitionLog {
                     });
                 }
             }
-            if !last && scan.bytes_scanned > 0 && !seg.offset_index.is_empty() {
-                // Rebuilt (or extended) index of a sealed segment: keep it for next time.
+            // A sealed segment without indexes was rolled but its background
+            // sync had not finished (`log::writer::seal`). Whole: sync it, and
+            // its indexes mark it durable. Torn: nothing after the tear can be
+            // trusted, later segments included (writeback does not go in log
+            // order), and none of it was acknowledged as durable: a durable
+            // append syncs every sealed segment before it.
+            let torn_sealed = !last && scan.truncated_bytes > 0;
+            if !last && !scan.indexed && !torn_sealed {
+                seg.file.sync_data()?;
                 seg.write_indexes()?;
             }
             expected_next = Some(seg.next_offset);
@@ -216,6 +228,14 @@ impl PartitionLog {
                 report.truncation_reason = scan.reason.clone();
             }
             segments.insert(base, seg);
+            if torn_sealed {
+                for &later in &bases[i + 1..] {
+                    report.truncated_bytes += fs::metadata(Segment::log_path(dir, later))?.len();
+                    Segment::delete_files_at(dir, later)?;
+                    report.segments_dropped += 1;
+                }
+                break;
+            }
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(dir, 0, now, config.index_interval_bytes)?);
@@ -246,6 +266,7 @@ impl PartitionLog {
             producers,
             queue: Vec::new(),
             writer_running: false,
+            unsynced_sealed: Vec::new(),
             writer_waker: None,
             records_since_flush: 0,
             unflushed_since_ms: None,
@@ -544,7 +565,8 @@ impl PartitionLog {
         }
     }
 
-    /// fdatasyncs the active segment (sealed ones were synced when rolled).
+    /// fdatasyncs the active segment, and sealed ones whose background sync
+    /// is still running.
     pub async fn flush(&self) -> Result<()> {
         let (file, records) = {
             let st = self.st.borrow();
@@ -553,6 +575,7 @@ impl PartitionLog {
             }
             (st.active().file.clone(), st.records_since_flush)
         };
+        sync_sealed(&self.st).await?;
         let synced = sync_file(&file).await;
         let mut st = self.st.borrow_mut();
         if let Err(e) = synced {
@@ -569,7 +592,7 @@ impl PartitionLog {
     /// Waits for queued appends, syncs, and persists the active segment's indexes
     /// so the next open scans nothing.
     pub async fn close(&self) -> Result<()> {
-        while self.st.borrow().writer_running {
+        while self.st.borrow().writer_running || !self.st.borrow().unsynced_sealed.is_empty() {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         let mut st = self.st.borrow_mut();
@@ -592,6 +615,22 @@ impl PartitionLog {
         fs::remove_dir_all(&st.dir)?;
         Ok(())
     }
+}
+
+/// fdatasyncs the sealed segments whose background sync has not finished. A
+/// failure takes the log offline, as any failed fdatasync does.
+async fn sync_sealed(st: &Rc<RefCell<LogState>>) -> Result<()> {
+    let files: Vec<Arc<fs::File>> = {
+        let s = st.borrow();
+        s.unsynced_sealed.iter().filter_map(|b| s.segments.get(b)).map(|seg| seg.file.clone()).collect()
+    };
+    for file in files {
+        if let Err(e) = sync_file(&file).await {
+            st.borrow_mut().offline = Some(format!("fdatasync of a sealed segment failed: {e}"));
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 async fn sync_file(file: &Arc<fs::File>) -> io::Result<()> {

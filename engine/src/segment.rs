@@ -53,6 +53,8 @@ pub struct Segment {
 /// What the recovery scan of one segment found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ScanReport {
+    /// Valid indexes were found: the scan only covered what follows their last entry.
+    pub indexed: bool,
     pub bytes_scanned: u64,
     pub batches: u64,
     pub truncated_bytes: u64,
@@ -64,10 +66,15 @@ impl Segment {
         dir.join(format!("{}.log", file_stem(base)))
     }
     fn index_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.index", file_stem(self.base_offset)))
+        Self::index_paths(&self.dir, self.base_offset)[0].clone()
     }
     fn time_index_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.timeindex", file_stem(self.base_offset)))
+        Self::index_paths(&self.dir, self.base_offset)[1].clone()
+    }
+    /// The offset index and the time index of the segment at `base`.
+    fn index_paths(dir: &Path, base: u64) -> [PathBuf; 2] {
+        let stem = file_stem(base);
+        [dir.join(format!("{stem}.index")), dir.join(format!("{stem}.timeindex"))]
     }
 
     /// Creates a new empty segment starting at `base_offset`.
@@ -94,13 +101,14 @@ impl Segment {
     }
 
     /// Opens an existing segment. The part of the log not covered by a valid
-    /// index is scanned batch by batch (CRC-checked); a torn or corrupt tail is
-    /// truncated when `truncate_tail` (the last segment), reported as an error
-    /// otherwise (a sealed segment was synced before the next one was created).
+    /// index is scanned batch by batch (CRC-checked), and a torn or corrupt
+    /// tail is truncated — unless the segment is sealed (not `last`) and has
+    /// valid indexes: those are written only once its data is synced, so damage
+    /// there is damage to durable data, reported as an error.
     pub fn open(
         dir: &Path,
         base_offset: u64,
-        truncate_tail: bool,
+        last: bool,
         now_ms: u64,
         index_interval_bytes: u64,
     ) -> Result<(Segment, ScanReport)> {
@@ -134,6 +142,7 @@ impl Segment {
         // Resume the scan at the last indexed batch; everything before it was
         // indexed, so it was whole when the index was written.
         let mut start = 0u64;
+        let indexed = loaded.is_some();
         if let Some((oi, ti)) = loaded {
             if let Some(last) = oi.last() {
                 start = last.position as u64;
@@ -150,9 +159,10 @@ impl Segment {
             }
         }
         seg.size = start;
-        let report = seg.scan_from(start, file_len)?;
+        let mut report = seg.scan_from(start, file_len)?;
+        report.indexed = indexed;
         if report.truncated_bytes > 0 {
-            if !truncate_tail {
+            if !last && indexed {
                 return Err(EngineError::Recovery {
                     dir: dir.display().to_string(),
                     reason: format!(
@@ -342,8 +352,13 @@ impl Segment {
 
     /// Removes the segment's files; readers holding `file` keep their data.
     pub fn delete_files(&self) -> io::Result<()> {
-        fs::remove_file(Self::log_path(&self.dir, self.base_offset))?;
-        for p in [self.index_path(), self.time_index_path()] {
+        Self::delete_files_at(&self.dir, self.base_offset)
+    }
+
+    /// Removes the files of the segment at `base` in `dir`.
+    pub fn delete_files_at(dir: &Path, base: u64) -> io::Result<()> {
+        fs::remove_file(Self::log_path(dir, base))?;
+        for p in Self::index_paths(dir, base) {
             match fs::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

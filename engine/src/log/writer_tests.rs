@@ -177,3 +177,106 @@ fn durable_appends_are_not_split_and_every_commit_is_synced() {
         assert_eq!(st.syncs, st.commits);
     });
 }
+
+/// Closes a log of buffered appends spread over several small segments and
+/// returns the sealed segments' base offsets, oldest first.
+fn sealed_segments(dir: &std::path::Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_string_lossy().strip_suffix(".log")?.parse().ok())
+        .collect();
+    bases.sort_unstable();
+    bases.pop(); // the active one
+    bases
+}
+
+fn stem(dir: &std::path::Path, base: u64, ext: &str) -> std::path::PathBuf {
+    dir.join(format!("{base:020}.{ext}"))
+}
+
+#[test]
+fn rolls_sync_sealed_segments_in_the_background_then_write_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), pipelined(8 << 10)).unwrap();
+        for i in 0..40 {
+            log.append(vec![bm(&make_batch(2, 500, i))], false).await.unwrap();
+        }
+        // A durable append right after rolls: it must cover the sealed segments too.
+        log.append(vec![bm(&make_batch(2, 500, 0))], true).await.unwrap();
+        assert!(log.stats().rolls >= 3);
+        log.close().await.unwrap();
+    });
+    let sealed = sealed_segments(dir.path());
+    assert!(sealed.len() >= 3);
+    for base in sealed {
+        assert!(stem(dir.path(), base, "index").exists(), "sealed segment {base} has no index");
+        assert!(stem(dir.path(), base, "timeindex").exists());
+    }
+}
+
+#[test]
+fn a_torn_sealed_segment_without_indexes_drops_everything_after_the_tear() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), pipelined(8 << 10)).unwrap();
+        for i in 0..60 {
+            log.append(vec![bm(&make_batch(2, 500, i))], false).await.unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    // A crash before the background sync of the second segment finished:
+    // no indexes yet, and its last batch only partly on disk. The segments
+    // rolled after it (whatever writeback got to) cannot be trusted.
+    let sealed = sealed_segments(dir.path());
+    assert!(sealed.len() >= 4, "{sealed:?}");
+    let torn = sealed[1];
+    for ext in ["index", "timeindex"] {
+        std::fs::remove_file(stem(dir.path(), torn, ext)).unwrap();
+    }
+    let path = stem(dir.path(), torn, "log");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+    // The previous segment, synced and indexed, is not scanned and stays whole.
+    let keep = sealed[0];
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), pipelined(8 << 10)).unwrap();
+        let later = sealed.len() - 1; // sealed after the torn one, plus the active one
+        assert_eq!(rep.segments_dropped, later, "{rep:?}");
+        assert_eq!(rep.segments, 2);
+        assert!(rep.truncation_reason.is_some());
+        assert_eq!(log.segment_count(), 2);
+        // Everything up to the last whole batch of the torn segment reads back.
+        let all = read_all(&log);
+        assert_eq!(all.first().unwrap().0, keep);
+        let end = log.high_watermark();
+        assert!(end > torn && end < sealed[2], "log end {end}");
+        assert_eq!(all.iter().map(|(_, n)| *n as u64).sum::<u64>(), end);
+        // Appends carry on from there, into the torn segment, now the active one.
+        let a = log.append(vec![bm(&make_batch(1, 10, 0))], false).await.unwrap();
+        assert_eq!(a.base_offset, end);
+        for &gone in &sealed[2..] {
+            assert!(!stem(dir.path(), gone, "log").exists());
+        }
+    });
+}
+
+#[test]
+fn damage_in_a_sealed_segment_with_indexes_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), pipelined(8 << 10)).unwrap();
+        for i in 0..40 {
+            log.append(vec![bm(&make_batch(2, 500, i))], false).await.unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    // Indexes say it was synced: a bad byte after the last index entry is disk
+    // damage to acknowledged durable data, not a torn write to repair silently.
+    let sealed = sealed_segments(dir.path());
+    let path = stem(dir.path(), sealed[0], "log");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 1).unwrap();
+    let e = PartitionLog::open(dir.path(), pipelined(8 << 10)).err().expect("damaged durable segment");
+    assert!(matches!(e, EngineError::Recovery { .. }), "{e}");
+}
