@@ -286,17 +286,22 @@ impl Writer {
     /// fdatasync first if any of them asked for it or `flush.messages` is due,
     /// then they are noted in the segment and the high watermark moves.
     async fn settle(&mut self) -> Result<()> {
-        let ready = self.pending.iter().take(self.next).take_while(|p| p.end <= self.written).count();
+        let mut ready = self.ready();
         if ready == 0 {
             return Ok(());
         }
-        let records: u64 =
-            self.pending.iter().take(ready).flat_map(|p| p.append.headers.iter()).map(|h| h.records_count as u64).sum();
+        let mut records = self.records(ready);
         let sync = self.pending.iter().take(ready).any(|p| p.append.sync) || {
             let s = self.st.borrow();
             s.config.flush_messages.is_some_and(|m| s.records_since_flush + records >= m)
         };
         if sync {
+            // One fdatasync covers every write already submitted: let them
+            // land, and commit their appends with these (group commit). Left
+            // for later, each would pay a sync of its own.
+            self.drain_in_flight().await?;
+            ready = self.ready();
+            records = self.records(ready);
             // A durable acknowledgement covers everything before it, including
             // sealed segments whose background sync has not finished.
             sync_sealed(&self.st).await?;
@@ -344,6 +349,24 @@ impl Writer {
         drop(s);
         for done in acks {
             let _ = done.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    /// How many appends, from the oldest, have all their bytes written.
+    fn ready(&self) -> usize {
+        self.pending.iter().take(self.next).take_while(|p| p.end <= self.written).count()
+    }
+
+    fn records(&self, appends: usize) -> u64 {
+        self.pending.iter().take(appends).flat_map(|p| p.append.headers.iter()).map(|h| h.records_count as u64).sum()
+    }
+
+    /// Waits for every write in flight, oldest first; stops at a failure.
+    async fn drain_in_flight(&mut self) -> io::Result<()> {
+        while let Some(f) = self.in_flight.pop_front() {
+            joined(f.handle.await)?;
+            self.written = f.end;
         }
         Ok(())
     }
@@ -475,11 +498,10 @@ impl Future for NextEvent<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Event> {
         let w = &mut *self.w;
         let front = w.in_flight.front_mut().expect("waits only with a write in flight");
-        if let Poll::Ready(joined) = Pin::new(&mut front.handle).poll(cx) {
+        if let Poll::Ready(result) = Pin::new(&mut front.handle).poll(cx) {
             let end = front.end;
             w.in_flight.pop_front();
-            let result = joined.unwrap_or_else(|e| Err(io::Error::other(format!("write task failed: {e}"))));
-            return Poll::Ready(Event::Written(end, result));
+            return Poll::Ready(Event::Written(end, joined(result)));
         }
         let can_submit = w.can_submit();
         let mut s = w.st.borrow_mut();
@@ -489,6 +511,11 @@ impl Future for NextEvent<'_> {
         s.writer_waker = Some(cx.waker().clone());
         Poll::Pending
     }
+}
+
+/// A write task's result; a task that died (a bug) counts as a failed write.
+fn joined(r: std::result::Result<io::Result<()>, tokio::task::JoinError>) -> io::Result<()> {
+    r.unwrap_or_else(|e| Err(io::Error::other(format!("write task failed: {e}"))))
 }
 
 /// Writes every buffer at `pos` with io_uring `writev`, continuing after short

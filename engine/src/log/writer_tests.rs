@@ -280,3 +280,30 @@ fn damage_in_a_sealed_segment_with_indexes_is_an_error() {
     let e = PartitionLog::open(dir.path(), pipelined(8 << 10)).err().expect("damaged durable segment");
     assert!(matches!(e, EngineError::Recovery { .. }), "{e}");
 }
+
+#[test]
+fn one_fdatasync_covers_every_write_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), pipelined(1 << 30)).unwrap();
+        // The second durable append arrives while the first one's write is in
+        // flight (nothing reaches the kernel before the runtime parks): its
+        // own write goes out at once, and the first commit's fdatasync waits
+        // for it instead of leaving it a sync of its own.
+        let first = {
+            let log = log.clone();
+            tokio_uring::spawn(async move { log.append(vec![bm(&make_batch(2, 500, 0))], true).await.unwrap() })
+        };
+        let second = {
+            let log = log.clone();
+            tokio_uring::spawn(async move {
+                tokio::task::yield_now().await;
+                log.append(vec![bm(&make_batch(2, 500, 1))], true).await.unwrap()
+            })
+        };
+        assert_eq!(first.await.unwrap().base_offset, 0);
+        assert_eq!(second.await.unwrap().base_offset, 2);
+        let st = log.stats();
+        assert_eq!((st.writes, st.syncs, st.commits), (2, 1, 1), "{st:?}");
+    });
+}
