@@ -117,6 +117,7 @@ impl Shard {
                 tracing::warn!(
                     partition = %format!("{}-{p}", meta.name),
                     truncated_bytes = report.truncated_bytes,
+                    segments_dropped = report.segments_dropped,
                     reason = report.truncation_reason.as_deref().unwrap_or(""),
                     "recovery truncated a torn tail"
                 );
