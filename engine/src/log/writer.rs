@@ -37,7 +37,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{now_ms, snapshot_producers, sync_file, sync_sealed, LogState};
+use super::{now_ms, snapshot_producers, sync_file, sync_sealed, LogState, OWNED_HEAD_BYTES as HEAD};
 use crate::batch::BatchHeader;
 use crate::error::{EngineError, Result};
 use crate::segment::Segment;
@@ -49,27 +49,25 @@ const IOVECS_PER_WRITE_MAX: usize = 1024;
 /// inode update) outweighs the overlap gained.
 const SPLIT_BYTES_MIN: u64 = 16 << 10;
 
-/// A batch on its way to disk: the broker-owned first 16 bytes (baseOffset,
-/// batchLength, partitionLeaderEpoch), rewritten in a small buffer, and the
-/// rest exactly as the producer sent it — written as two iovecs, so the
-/// request's bytes are never copied in user space.
-pub(super) struct StoredBatch {
-    pub head: Bytes,
-    pub body: Bytes,
-}
-
-impl StoredBatch {
-    pub fn len(&self) -> u64 {
-        (self.head.len() + self.body.len()) as u64
-    }
-}
-
-/// One `append` call's batches, offsets already assigned, waiting to be written.
+/// One `append` call's batches, offsets already assigned, waiting to be
+/// written. Each batch goes to disk as two iovecs, so the request's bytes are
+/// never copied in user space: its broker-owned first 16 bytes (baseOffset,
+/// batchLength, partitionLeaderEpoch), rewritten into `heads` (one small
+/// buffer for the whole append), and the rest exactly as the producer sent it.
+/// The writer moves the buffers into its writes instead of cloning them:
+/// nothing reads them afterwards, and a clone of a fresh `Bytes` allocates.
 pub(super) struct QueuedAppend {
-    pub batches: Vec<StoredBatch>,
+    pub heads: Bytes,
+    pub bodies: Vec<Bytes>,
     pub headers: Vec<BatchHeader>,
     pub sync: bool,
     pub done: oneshot::Sender<Result<()>>,
+}
+
+impl QueuedAppend {
+    fn bytes(&self) -> u64 {
+        self.headers.iter().map(|h| h.total_len() as u64).sum()
+    }
 }
 
 /// An append taken from the queue by the writer, not yet acknowledged.
@@ -184,7 +182,7 @@ impl Writer {
     fn take_queue(&mut self) {
         let queue = std::mem::take(&mut self.st.borrow_mut().queue);
         for append in queue {
-            let bytes: u64 = append.batches.iter().map(StoredBatch::len).sum();
+            let bytes = append.bytes();
             self.unsubmitted_bytes += bytes;
             self.pending.push_back(Pending { append, bytes, submitted: 0, end: 0 });
         }
@@ -228,17 +226,21 @@ impl Writer {
                     break;
                 }
             }
-            while p.submitted < p.append.batches.len() && bufs.len() + 2 <= IOVECS_PER_WRITE_MAX {
+            let a = &mut p.append;
+            let n = a.headers.len();
+            while p.submitted < n && bufs.len() + 2 <= IOVECS_PER_WRITE_MAX {
                 if total > 0 && total >= target {
                     break;
                 }
-                let b = &p.append.batches[p.submitted];
-                bufs.push(b.head.clone());
-                bufs.push(b.body.clone());
-                total += b.len();
+                let i = p.submitted;
+                // A lone batch (the usual produce request) hands over its head
+                // buffer whole; slicing it would allocate a shared header.
+                bufs.push(if n == 1 { std::mem::take(&mut a.heads) } else { a.heads.slice(i * HEAD..(i + 1) * HEAD) });
+                bufs.push(std::mem::take(&mut a.bodies[i]));
+                total += a.headers[i].total_len() as u64;
                 p.submitted += 1;
             }
-            if p.submitted < p.append.batches.len() {
+            if p.submitted < n {
                 break;
             }
             p.end = start + total;
@@ -313,14 +315,14 @@ impl Writer {
         let (mut batches, mut bytes) = (0, 0);
         for p in self.pending.drain(..ready) {
             let active = s.active_mut();
-            for (b, h) in p.append.batches.iter().zip(&p.append.headers) {
+            for h in &p.append.headers {
                 let pos = active.size;
-                active.note_batch(h, pos, b.len());
+                active.note_batch(h, pos, h.total_len() as u64);
             }
             if p.bytes > 0 {
                 active.last_modified_ms = now;
             }
-            batches += p.append.batches.len() as u64;
+            batches += p.append.headers.len() as u64;
             bytes += p.bytes;
             acks.push(p.append.done);
         }
