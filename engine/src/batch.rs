@@ -202,17 +202,22 @@ pub fn read_varlong(b: &[u8]) -> Option<(i64, usize)> {
     // One byte covers -64..=63: most lengths, deltas and counts in a batch.
     if let Some(&byte) = b.first() {
         if byte & 0x80 == 0 {
-            return Some((((byte >> 1) as i64) ^ -((byte & 1) as i64), 1));
+            return Some((unzigzag(byte as u64), 1));
         }
     }
     let mut raw: u64 = 0;
     for (i, &byte) in b.iter().enumerate().take(10) {
         raw |= ((byte & 0x7f) as u64) << (7 * i);
         if byte & 0x80 == 0 {
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+            return Some((unzigzag(raw), i + 1));
         }
     }
     None
+}
+
+#[inline(always)]
+fn unzigzag(raw: u64) -> i64 {
+    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
 }
 
 /// `read_varlong` at `*pos`, advancing it. One- and two-byte varints (every
@@ -221,7 +226,6 @@ pub fn read_varlong(b: &[u8]) -> Option<(i64, usize)> {
 #[inline(always)]
 fn varint_at(b: &[u8], pos: &mut usize) -> Result<i64> {
     let p = *pos;
-    let unzigzag = |raw: u64| ((raw >> 1) as i64) ^ -((raw & 1) as i64);
     if let Some(&b0) = b.get(p) {
         if b0 < 0x80 {
             *pos = p + 1;

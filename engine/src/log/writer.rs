@@ -52,8 +52,8 @@ const SPLIT_BYTES_MIN: u64 = 16 << 10;
 /// One `append` call's batches, offsets already assigned, waiting to be
 /// written. Each batch goes to disk as two iovecs, so the request's bytes are
 /// never copied in user space: its broker-owned first 16 bytes (baseOffset,
-/// batchLength, partitionLeaderEpoch), rewritten into `heads` (one small
-/// buffer for the whole append), and the rest exactly as the producer sent it.
+/// batchLength, partitionLeaderEpoch), rewritten into `heads` (one slice of a
+/// buffer shared by many appends), and the rest exactly as the producer sent it.
 /// The writer moves the buffers into its writes instead of cloning them:
 /// nothing reads them afterwards, and a clone of a fresh `Bytes` allocates.
 pub(super) struct QueuedAppend {
@@ -376,16 +376,11 @@ impl Writer {
     /// fdatasyncs the active segment. A failure takes the log offline: the
     /// page cache can no longer be trusted to match the disk (fsyncgate).
     async fn sync_active(&self) -> Result<()> {
-        // Only duplicate waiters may find a fresh segment with no writer yet.
         let (writer, file) = {
             let s = self.st.borrow();
             (s.active().writer.clone(), s.active().file.clone())
         };
-        let synced = match writer {
-            Some(w) => w.sync_data().await,
-            None => sync_file(&file).await,
-        };
-        if let Err(e) = synced {
+        if let Err(e) = sync_segment(writer, &file).await {
             self.st.borrow_mut().offline = Some(format!("fdatasync failed: {e}"));
             return Err(e.into());
         }
@@ -462,10 +457,7 @@ impl Writer {
 /// next open a sealed segment with indexes is trusted and one without is
 /// scanned (`Segment::open`). A failed sync takes the log offline (fsyncgate).
 async fn seal(st: Rc<RefCell<LogState>>, base: u64, writer: Option<Rc<tokio_uring::fs::File>>, file: Arc<fs::File>) {
-    let synced = match writer {
-        Some(w) => w.sync_data().await,
-        None => sync_file(&file).await,
-    };
+    let synced = sync_segment(writer, &file).await;
     let mut s = st.borrow_mut();
     s.unsynced_sealed.retain(|&b| b != base);
     if let Err(e) = synced {
@@ -478,6 +470,15 @@ async fn seal(st: Rc<RefCell<LogState>>, base: u64, writer: Option<Rc<tokio_urin
             // Costs the next open a scan of this segment, nothing else.
             tracing::warn!(dir = %s.dir.display(), "indexes of sealed segment {base} not written: {e}");
         }
+    }
+}
+
+/// fdatasyncs a segment through its io_uring writer, or through its file when
+/// no write opened one (a segment that only duplicate waiters reached).
+async fn sync_segment(writer: Option<Rc<tokio_uring::fs::File>>, file: &Arc<fs::File>) -> io::Result<()> {
+    match writer {
+        Some(w) => w.sync_data().await,
+        None => sync_file(file).await,
     }
 }
 
