@@ -104,7 +104,7 @@ impl ProducerIds {
                 .checked_add(self.block_size)
                 .ok_or_else(|| ProducerIdError::Other("producer ids exhausted".into()))?;
             let guard = Compare::version(NEXT_BLOCK_KEY, version);
-            if self.store.txn(vec![guard], vec![Op::put(NEXT_BLOCK_KEY, end.to_string())]).await? {
+            if self.store.txn(vec![guard], vec![Op::put(NEXT_BLOCK_KEY, end.to_string())]).await?.applied {
                 tracing::debug!(start, end, "reserved a block of producer ids");
                 return Ok(Block { next: start, end });
             }

@@ -7,19 +7,25 @@
 //! - `LOCK`: held with `flock` while a store has the directory open;
 //! - `*.tmp`: a snapshot or journal being written; ignored and removed at open.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::codec::{self, Entries, JournalOp, TxnRecord};
 use crate::files::{self, DirLock};
 use crate::journal::{self, JOURNAL_FILE, JOURNAL_TMP};
-use crate::limits::{check_key, check_prefix, check_txn, check_value};
+use crate::limits::{check_key, check_prefix, check_txn};
 use crate::snapshot::{self, SNAPSHOT_TMP};
-use crate::{Compare, CoordError, MetaStore, Op, Versioned};
+use crate::watch::{self, WatchEvent, WatchSink, WatchStream};
+use crate::{Compare, CoordError, Lease, LeaseId, MetaStore, Op, TxnResult, Versioned};
+
+/// Shortest lease granted (etcd raises short TTLs to its minimum as well).
+const LEASE_TTL_MIN: Duration = Duration::from_secs(1);
 
 /// Tuning of an [`EmbeddedStore`]; [`Options::default`] suits production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +53,9 @@ pub struct RecoveryReport {
     pub records_skipped: u64,
     /// Bytes of a torn last record cut off the journal (a write never acknowledged).
     pub torn_bytes_truncated: u64,
+    /// Keys bound to leases of the previous process, deleted at open: the
+    /// leases died with it.
+    pub leased_keys_deleted: usize,
     /// The store revision after recovery.
     pub revision: u64,
     pub keys: usize,
@@ -77,6 +86,12 @@ struct State {
     revision: u64,
     /// Size the entries would take in a snapshot; paces compaction.
     live_bytes: u64,
+    /// Open watches; each applied txn is offered to every one.
+    watchers: Vec<WatchSink>,
+    /// Live leases and when each expires unless kept alive. In memory only:
+    /// a lease dies with the process that holds it, as its keys do at open.
+    leases: HashMap<LeaseId, (Duration, Instant)>,
+    last_lease_id: LeaseId,
 }
 
 struct Writer {
@@ -122,6 +137,7 @@ impl EmbeddedStore {
             records_replayed: 0,
             records_skipped: 0,
             torn_bytes_truncated: 0,
+            leased_keys_deleted: 0,
             revision: 0,
             keys: 0,
         };
@@ -161,6 +177,18 @@ impl EmbeddedStore {
             #[cfg(test)]
             fail_next_journal_reset: std::sync::atomic::AtomicBool::new(false),
         });
+        // Leases do not outlive the process that held them, so neither do the
+        // keys bound to them (a broker's registration, the controller's claim).
+        let leased: Vec<JournalOp> = lock_or_fail(&inner.state)?
+            .entries
+            .iter()
+            .filter(|(_, v)| v.lease != 0)
+            .map(|(k, _)| JournalOp::Delete { key: k.clone() })
+            .collect();
+        if !leased.is_empty() {
+            report.leased_keys_deleted = leased.len();
+            inner.commit(&[], leased)?;
+        }
         // A crash right after a snapshot leaves a long journal of skipped records;
         // compacting now resets it instead of replaying it at every open.
         inner.maybe_compact(&mut *lock_or_fail(&inner.writer)?);
@@ -264,6 +292,19 @@ impl Inner {
         if let Some(reason) = &writer.failed {
             return Err(CoordError::Failed(reason.clone()));
         }
+        self.expire_leases(&mut writer)?;
+        self.commit_locked(&mut writer, compares, ops)
+    }
+
+    fn commit_locked(
+        &self,
+        writer: &mut Writer,
+        compares: &[Compare],
+        ops: Vec<JournalOp>,
+    ) -> Result<Outcome, CoordError> {
+        if let Some(reason) = &writer.failed {
+            return Err(CoordError::Failed(reason.clone()));
+        }
         let revision = {
             let state = lock_or_fail(&self.state)?;
             if !state.compares_hold(compares) {
@@ -273,12 +314,44 @@ impl Inner {
             if !state.changes_anything(&ops) {
                 return Ok(Outcome { applied: true, revision: state.revision, deleted: 0 });
             }
+            if let Some(lease) = state.unknown_lease(&ops) {
+                return Err(CoordError::LeaseNotFound(lease));
+            }
             state.revision + 1
         };
-        self.append(&mut writer, &codec::encode_txn(revision, &ops))?;
-        let deleted = lock_or_fail(&self.state)?.apply(revision, ops);
-        self.maybe_compact(&mut writer);
+        self.append(writer, &codec::encode_txn(revision, &ops))?;
+        let deleted = {
+            let mut state = lock_or_fail(&self.state)?;
+            let (deleted, events) = state.apply(revision, ops);
+            state.notify_watchers(revision, &events);
+            deleted
+        };
+        self.maybe_compact(writer);
         Ok(Outcome { applied: true, revision, deleted })
+    }
+
+    /// Deletes the keys of leases whose time is up (one journaled txn). Runs
+    /// before every write and keep-alive: expiry is lazy, which is enough in one
+    /// process, where the only holder of a lease is this process itself.
+    fn expire_leases(&self, writer: &mut Writer) -> Result<(), CoordError> {
+        let now = Instant::now();
+        let ops: Vec<JournalOp> = {
+            let mut state = lock_or_fail(&self.state)?;
+            let expired: Vec<LeaseId> =
+                state.leases.iter().filter(|(_, (_, deadline))| *deadline <= now).map(|(id, _)| *id).collect();
+            if expired.is_empty() {
+                return Ok(());
+            }
+            for id in &expired {
+                state.leases.remove(id);
+                tracing::info!(lease = id, "metadata store lease expired");
+            }
+            state.keys_of_leases(&expired)
+        };
+        if !ops.is_empty() {
+            self.commit_locked(writer, &[], ops)?;
+        }
+        Ok(())
     }
 
     fn append(&self, writer: &mut Writer, payload: &[u8]) -> Result<(), CoordError> {
@@ -371,15 +444,44 @@ impl Inner {
 impl State {
     fn from_snapshot(revision: u64, entries: Entries) -> State {
         let live_bytes = entries.iter().map(|(k, v)| codec::entry_bytes(k, &v.value)).sum();
-        State { entries, revision, live_bytes }
-    }
-
-    fn version_of(&self, key: &str) -> u64 {
-        self.entries.get(key).map_or(0, |v| v.version)
+        State { entries, revision, live_bytes, watchers: Vec::new(), leases: HashMap::new(), last_lease_id: 0 }
     }
 
     fn compares_hold(&self, compares: &[Compare]) -> bool {
-        compares.iter().all(|c| self.version_of(c.key()) == c.expected_version())
+        compares.iter().all(|c| c.holds(self.entries.get(c.key())))
+    }
+
+    /// A lease a put names that is not alive (only checked for new writes:
+    /// replayed records name leases of earlier processes).
+    fn unknown_lease(&self, ops: &[JournalOp]) -> Option<LeaseId> {
+        ops.iter().find_map(|op| match op {
+            JournalOp::Put { lease, .. } if *lease != 0 && !self.leases.contains_key(lease) => Some(*lease),
+            _ => None,
+        })
+    }
+
+    fn keys_of_leases(&self, leases: &[LeaseId]) -> Vec<JournalOp> {
+        self.entries
+            .iter()
+            .filter(|(_, v)| v.lease != 0 && leases.contains(&v.lease))
+            .map(|(k, _)| JournalOp::Delete { key: k.clone() })
+            .collect()
+    }
+
+    /// Offers one applied txn's events to every watcher, resetting those that
+    /// fell behind, and forgets watchers whose consumer is gone.
+    fn notify_watchers(&mut self, revision: u64, events: &[WatchEvent]) {
+        let entries = &self.entries;
+        self.watchers.retain(|sink| {
+            if sink.is_closed() {
+                return false;
+            }
+            let mine: Vec<WatchEvent> = events.iter().filter(|e| e.key().starts_with(sink.prefix())).cloned().collect();
+            if !sink.changes(revision, mine) {
+                sink.reset(revision, prefixed(entries, sink.prefix()).map(|(k, v)| (k.clone(), v.clone())).collect());
+            }
+            true
+        });
     }
 
     /// Whether `ops` would change anything. A delete of a key put earlier in the
@@ -393,34 +495,47 @@ impl State {
     }
 
     fn prefixed<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Versioned)> + 'a {
-        self.entries
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(key, _)| key.starts_with(prefix))
+        prefixed(&self.entries, prefix)
     }
 
-    /// Applies a durable txn in order; returns how many keys it deleted.
-    fn apply(&mut self, revision: u64, ops: Vec<JournalOp>) -> usize {
+    /// Applies a durable txn in order; returns how many keys it deleted and the
+    /// events watchers see.
+    fn apply(&mut self, revision: u64, ops: Vec<JournalOp>) -> (usize, Vec<WatchEvent>) {
         assert!(revision > self.revision, "revisions only grow: {revision} after {}", self.revision);
         let mut deleted = 0;
+        let mut events = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
-                JournalOp::Put { key, value } => {
+                JournalOp::Put { key, value, lease } => {
                     self.live_bytes += codec::entry_bytes(&key, &value);
-                    if let Some(old) = self.entries.insert(key.clone(), Versioned { value, version: revision }) {
+                    let create_revision = self.entries.get(&key).map_or(revision, |old| old.create_revision);
+                    let v = Versioned { value, version: revision, create_revision, lease };
+                    if !self.watchers.is_empty() {
+                        events.push(WatchEvent::Put { key: key.clone(), value: v.clone() });
+                    }
+                    if let Some(old) = self.entries.insert(key.clone(), v) {
                         self.live_bytes -= codec::entry_bytes(&key, &old.value);
                     }
                 }
-                JournalOp::Delete { key } => deleted += usize::from(self.remove(&key)),
+                JournalOp::Delete { key } => {
+                    if self.remove(&key) {
+                        deleted += 1;
+                        events.push(WatchEvent::Delete { key });
+                    }
+                }
                 JournalOp::DeletePrefix { prefix } => {
                     let keys: Vec<String> = self.prefixed(&prefix).map(|(k, _)| k.clone()).collect();
                     for key in keys {
-                        deleted += usize::from(self.remove(&key));
+                        if self.remove(&key) {
+                            deleted += 1;
+                            events.push(WatchEvent::Delete { key });
+                        }
                     }
                 }
             }
         }
         self.revision = revision;
-        deleted
+        (deleted, events)
     }
 
     fn remove(&mut self, key: &str) -> bool {
@@ -440,6 +555,34 @@ fn lock_or_fail<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, CoordError> {
     mutex.lock().map_err(|_| CoordError::Failed("a metadata store thread panicked while holding a lock".into()))
 }
 
+fn prefixed<'a>(entries: &'a Entries, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a Versioned)> + 'a {
+    entries
+        .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(move |(key, _)| key.starts_with(prefix))
+}
+
+impl EmbeddedStore {
+    /// Runs `f` with the writer lock on a blocking thread when inside a tokio
+    /// runtime (see [`EmbeddedStore::write`]), inline otherwise.
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &mut Writer) -> Result<T, CoordError> + Send + 'static,
+    ) -> Result<T, CoordError> {
+        let inner = Arc::clone(&self.inner);
+        let run = move || {
+            let mut writer = lock_or_fail(&inner.writer)?;
+            f(&inner, &mut writer)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(run)
+                .await
+                .map_err(|e| CoordError::Failed(format!("metadata write task did not complete: {e}")))?,
+            Err(_) => run(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl MetaStore for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, CoordError> {
@@ -447,17 +590,10 @@ impl MetaStore for EmbeddedStore {
         Ok(lock_or_fail(&self.inner.state)?.entries.get(key).cloned())
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, CoordError> {
+    async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<(String, Versioned)>, u64), CoordError> {
         check_prefix(prefix)?;
         let state = lock_or_fail(&self.inner.state)?;
-        Ok(state.prefixed(prefix).map(|(k, v)| (k.clone(), v.clone())).collect())
-    }
-
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, CoordError> {
-        check_key(key)?;
-        check_value(&value)?;
-        let outcome = self.write(Vec::new(), vec![JournalOp::Put { key: key.to_string(), value }]).await?;
-        Ok(outcome.revision)
+        Ok((state.prefixed(prefix).map(|(k, v)| (k.clone(), v.clone())).collect(), state.revision))
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CoordError> {
@@ -472,16 +608,73 @@ impl MetaStore for EmbeddedStore {
         Ok(outcome.deleted)
     }
 
-    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, CoordError> {
+    async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult, CoordError> {
         check_txn(&compares, &ops)?;
         let ops = ops
             .into_iter()
             .map(|op| match op {
-                Op::Put { key, value } => JournalOp::Put { key, value },
+                Op::Put { key, value, lease } => JournalOp::Put { key, value, lease },
                 Op::Delete { key } => JournalOp::Delete { key },
+                Op::DeletePrefix { prefix } => JournalOp::DeletePrefix { prefix },
             })
             .collect();
-        Ok(self.write(compares, ops).await?.applied)
+        let outcome = self.write(compares, ops).await?;
+        Ok(TxnResult { applied: outcome.applied, revision: outcome.revision })
+    }
+
+    fn watch(&self, prefix: &str) -> WatchStream {
+        let (sink, stream) = watch::channel(prefix);
+        match self.inner.state.lock() {
+            Ok(mut state) => {
+                let entries = state.prefixed(prefix).map(|(k, v)| (k.clone(), v.clone())).collect();
+                sink.reset(state.revision, entries);
+                state.watchers.push(sink);
+            }
+            // A poisoned store can only end the watch (the sink is dropped).
+            Err(_) => drop(sink),
+        }
+        stream
+    }
+
+    async fn lease_grant(&self, ttl: Duration) -> Result<Lease, CoordError> {
+        let ttl = ttl.max(LEASE_TTL_MIN);
+        let mut state = lock_or_fail(&self.inner.state)?;
+        // Ids only grow, within and across processes (time-based start), so a
+        // key bound to a lease of an earlier process never names a live one.
+        let now_id =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as LeaseId);
+        let id = now_id.max(state.last_lease_id + 1);
+        state.last_lease_id = id;
+        state.leases.insert(id, (ttl, Instant::now() + ttl));
+        Ok(Lease { id, ttl })
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<Option<Duration>, CoordError> {
+        // Expire first: a lease whose deadline passed is dead even if this
+        // keep-alive arrives a moment later, as in etcd.
+        self.with_writer(|inner, writer| inner.expire_leases(writer)).await?;
+        let mut state = lock_or_fail(&self.inner.state)?;
+        Ok(state.leases.get_mut(&id).map(|(ttl, deadline)| {
+            *deadline = Instant::now() + *ttl;
+            *ttl
+        }))
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> Result<(), CoordError> {
+        self.with_writer(move |inner, writer| {
+            let ops = {
+                let mut state = lock_or_fail(&inner.state)?;
+                if state.leases.remove(&id).is_none() {
+                    return Ok(());
+                }
+                state.keys_of_leases(&[id])
+            };
+            if !ops.is_empty() {
+                inner.commit_locked(writer, &[], ops)?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

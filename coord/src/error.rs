@@ -32,6 +32,17 @@ pub enum CoordError {
         dir.display(), lock_path.display(), holder.as_deref().map(|p| format!(" by pid {p}")).unwrap_or_default()
     )]
     Locked { dir: PathBuf, lock_path: PathBuf, holder: Option<String> },
+    /// A put named a lease that has expired or was revoked: the holder has lost
+    /// it (and every key bound to it) and must start over with a new one.
+    #[error("lease {0} does not exist (expired or revoked)")]
+    LeaseNotFound(i64),
+    /// The store could not be reached or did not answer in time (etcd down,
+    /// partitioned, or slow). Retriable: nothing is known to have been written.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds data in a format newer than this build understands.
+    #[error("metadata store format: {0}")]
+    Format(String),
     /// An earlier I/O error left the on-disk state uncertain, so writes are refused
     /// until the store is reopened (which recovers from disk). Reads still work.
     #[error("metadata store refuses writes after an earlier failure (restart to recover): {0}")]

@@ -147,7 +147,7 @@ mod tests {
     use crate::codec::{encode_txn, JournalOp};
 
     fn record(revision: u64) -> Vec<u8> {
-        frame(&encode_txn(revision, &[JournalOp::Put { key: format!("k{revision}"), value: vec![7; 20] }]))
+        frame(&encode_txn(revision, &[JournalOp::Put { key: format!("k{revision}"), value: vec![7; 20], lease: 0 }]))
     }
 
     fn scan_all(buf: &[u8]) -> Result<(Vec<u64>, Scanned), CoordError> {

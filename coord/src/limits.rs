@@ -1,5 +1,8 @@
 //! Stated bounds on every request, checked before anything is written, so one bad
-//! caller cannot grow a journal record (or an etcd request) without limit.
+//! caller cannot grow a journal record (or an etcd request) without limit. They
+//! are etcd's default request limits (`--max-txn-ops` 128, `--max-request-bytes`
+//! 1.5 MiB), enforced by the embedded store too: code that fits on one node
+//! fits in a cluster.
 
 use crate::{CoordError, Op};
 
@@ -7,10 +10,12 @@ use crate::{CoordError, Op};
 pub const KEY_BYTES_MAX: usize = 4 * 1024;
 /// Longest value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
-/// Most ops in one txn, and separately most compares in one txn.
-pub const TXN_OPS_MAX: usize = 10_000;
-/// Most key plus value bytes in one txn.
-pub const TXN_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most ops in one txn, and separately most compares in one txn (etcd's
+/// default `--max-txn-ops`).
+pub const TXN_OPS_MAX: usize = 128;
+/// Most key plus value bytes in one txn: etcd refuses requests over 1.5 MiB
+/// (`--max-request-bytes`); this leaves room for the request's framing.
+pub const TXN_BYTES_MAX: usize = 1280 * 1024;
 
 pub(crate) fn check_key(key: &str) -> Result<(), CoordError> {
     if key.is_empty() {
@@ -47,7 +52,7 @@ pub(crate) fn check_txn(compares: &[crate::Compare], ops: &[Op]) -> Result<(), C
     let mut bytes = 0usize;
     for op in ops {
         match op {
-            Op::Put { key, value } => {
+            Op::Put { key, value, .. } => {
                 check_key(key)?;
                 check_value(value)?;
                 bytes += key.len() + value.len();
@@ -55,6 +60,10 @@ pub(crate) fn check_txn(compares: &[crate::Compare], ops: &[Op]) -> Result<(), C
             Op::Delete { key } => {
                 check_key(key)?;
                 bytes += key.len();
+            }
+            Op::DeletePrefix { prefix } => {
+                check_prefix(prefix)?;
+                bytes += prefix.len();
             }
         }
     }

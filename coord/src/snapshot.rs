@@ -2,7 +2,8 @@
 //! taken at. Written whole through a temporary file and a rename, so it is never
 //! torn; any damage found when reading it is therefore real corruption.
 //!
-//! Layout: `[8-byte magic "LMNSNAP1"][u64 payload len][u32 crc32c(payload)][payload]`.
+//! Layout: `[8-byte magic "LMNSNAP2"][u64 payload len][u32 crc32c(payload)][payload]`.
+//! `LMNSNAP1` snapshots (no create revisions or leases) are still read.
 
 use std::fs;
 use std::io;
@@ -14,7 +15,8 @@ use crate::CoordError;
 
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
 pub(crate) const SNAPSHOT_TMP: &str = "snapshot.tmp";
-const MAGIC: &[u8; 8] = b"LMNSNAP1";
+const MAGIC: &[u8; 8] = b"LMNSNAP2";
+const MAGIC_V1: &[u8; 8] = b"LMNSNAP1";
 const HEADER_BYTES: usize = 8 + 8 + 4;
 
 /// Durably replaces the snapshot with `payload` (from [`codec::encode_snapshot`]).
@@ -35,7 +37,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<(u64, Entries)>, CoordError> {
         Err(e) => return Err(CoordError::io(format!("reading {}", path.display()))(e)),
     };
     let corrupt = |offset: u64, reason: String| CoordError::Corrupt { path: path.clone(), offset, reason };
-    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
+    if bytes.len() < HEADER_BYTES || (&bytes[..8] != MAGIC && &bytes[..8] != MAGIC_V1) {
         return Err(corrupt(0, "not a Laminar metadata snapshot (bad magic or short header)".into()));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
@@ -47,6 +49,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<(u64, Entries)>, CoordError> {
     if crc32c::crc32c(payload) != crc {
         return Err(corrupt(HEADER_BYTES as u64, "snapshot checksum mismatch".into()));
     }
-    let decoded = codec::decode_snapshot(payload).map_err(|reason| corrupt(HEADER_BYTES as u64, reason))?;
+    let decoded =
+        codec::decode_snapshot(payload, &bytes[..8] == MAGIC).map_err(|reason| corrupt(HEADER_BYTES as u64, reason))?;
     Ok(Some(decoded))
 }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
 pub const OFFSETS_PREFIX: &str = "/offsets/";
-/// Most ops in one store transaction (the embedded store allows 10,000).
-const OPS_PER_TXN_MAX: usize = 1000;
+/// Most ops in one store transaction (etcd's default limit, which the embedded store enforces too).
+const OPS_PER_TXN_MAX: usize = laminar_coord::TXN_OPS_MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
@@ -106,9 +106,8 @@ impl OffsetWriter {
     pub fn put_ops(group: &str, offsets: &[(String, i32, Committed)]) -> Vec<Op> {
         offsets
             .iter()
-            .map(|(t, p, c)| Op::Put {
-                key: offset_key(group, t, *p),
-                value: serde_json::to_vec(c).expect("committed offset serializes"),
+            .map(|(t, p, c)| {
+                Op::put(offset_key(group, t, *p), serde_json::to_vec(c).expect("committed offset serializes"))
             })
             .collect()
     }
@@ -138,10 +137,7 @@ impl OffsetWriter {
                 let mut latest: BTreeMap<String, Op> = BTreeMap::new();
                 for p in &batch {
                     for op in &p.ops {
-                        let key = match op {
-                            Op::Put { key, .. } | Op::Delete { key } => key.clone(),
-                        };
-                        latest.insert(key, op.clone());
+                        latest.insert(op.key().to_string(), op.clone());
                     }
                 }
                 let ops: Vec<Op> = latest.into_values().collect();
@@ -163,7 +159,7 @@ impl OffsetWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use laminar_coord::{Compare, CoordError, EmbeddedStore, Versioned};
+    use laminar_coord::{Compare, CoordError, EmbeddedStore, Lease, LeaseId, TxnResult, Versioned, WatchStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Counts transactions on top of the real embedded store.
@@ -177,11 +173,8 @@ mod tests {
         async fn get(&self, key: &str) -> Result<Option<Versioned>, CoordError> {
             self.inner.get(key).await
         }
-        async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, CoordError> {
-            self.inner.list(prefix).await
-        }
-        async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, CoordError> {
-            self.inner.put(key, value).await
+        async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<(String, Versioned)>, u64), CoordError> {
+            self.inner.list_with_revision(prefix).await
         }
         async fn delete(&self, key: &str) -> Result<bool, CoordError> {
             self.inner.delete(key).await
@@ -189,9 +182,21 @@ mod tests {
         async fn delete_prefix(&self, prefix: &str) -> Result<usize, CoordError> {
             self.inner.delete_prefix(prefix).await
         }
-        async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, CoordError> {
+        async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult, CoordError> {
             self.txns.fetch_add(1, Ordering::SeqCst);
             self.inner.txn(compares, ops).await
+        }
+        fn watch(&self, prefix: &str) -> WatchStream {
+            self.inner.watch(prefix)
+        }
+        async fn lease_grant(&self, ttl: std::time::Duration) -> Result<Lease, CoordError> {
+            self.inner.lease_grant(ttl).await
+        }
+        async fn lease_keep_alive(&self, id: LeaseId) -> Result<Option<std::time::Duration>, CoordError> {
+            self.inner.lease_keep_alive(id).await
+        }
+        async fn lease_revoke(&self, id: LeaseId) -> Result<(), CoordError> {
+            self.inner.lease_revoke(id).await
         }
     }
 

@@ -44,7 +44,7 @@ fn flip_byte(path: &Path, offset: u64) {
 }
 
 fn versioned(value: &[u8], version: u64) -> Option<Versioned> {
-    Some(Versioned { value: value.to_vec(), version })
+    Some(Versioned::new(value.to_vec(), version))
 }
 
 /// Three puts k1..k3 at revisions 1..3.
@@ -63,7 +63,8 @@ async fn put_get_and_revisions() {
     assert_eq!(store.put("a", b"1".to_vec()).await.unwrap(), 1);
     assert_eq!(store.put("b", b"2".to_vec()).await.unwrap(), 2);
     assert_eq!(store.put("a", b"3".to_vec()).await.unwrap(), 3);
-    assert_eq!(store.get("a").await.unwrap(), versioned(b"3", 3));
+    let a = store.get("a").await.unwrap().unwrap();
+    assert_eq!((a.value.as_slice(), a.version, a.create_revision), (&b"3"[..], 3, 1), "created at 1, written at 3");
     assert_eq!(store.get("b").await.unwrap(), versioned(b"2", 2));
     assert_eq!(store.put("empty", Vec::new()).await.unwrap(), 4);
     assert_eq!(store.get("empty").await.unwrap(), versioned(b"", 4));
@@ -81,7 +82,7 @@ async fn list_returns_the_prefix_sorted() {
     assert_eq!(keys(store.list("").await.unwrap()), ["s", "t/", "t/a", "t/b", "t0"]);
     assert!(store.list("u").await.unwrap().is_empty());
     let listed = store.list("t/a").await.unwrap();
-    assert_eq!(listed, vec![("t/a".to_string(), Versioned { value: b"t/a".to_vec(), version: 2 })]);
+    assert_eq!(listed, vec![("t/a".to_string(), Versioned::new(b"t/a".to_vec(), 2))]);
 }
 
 #[tokio::test]
@@ -125,31 +126,35 @@ async fn txn_applies_all_or_nothing() {
             vec![Op::put("b", "2"), Op::put("c", "3"), Op::delete("a")],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .applied;
     assert!(applied);
     assert_eq!(store.get("a").await.unwrap(), None);
     assert_eq!(store.get("b").await.unwrap(), versioned(b"2", 2));
     assert_eq!(store.get("c").await.unwrap(), versioned(b"3", 2), "one txn, one revision");
 
     // One failing compare among holding ones: nothing applies, no revision used.
-    let applied =
-        store.txn(vec![Compare::version("b", 2), Compare::version("c", 999)], vec![Op::put("x", "x")]).await.unwrap();
+    let applied = store
+        .txn(vec![Compare::version("b", 2), Compare::version("c", 999)], vec![Op::put("x", "x")])
+        .await
+        .unwrap()
+        .applied;
     assert!(!applied);
     assert_eq!(store.get("x").await.unwrap(), None);
-    assert!(!store.txn(vec![Compare::absent("b")], vec![Op::delete("b")]).await.unwrap());
-    assert!(!store.txn(vec![Compare::version("a", 1)], vec![]).await.unwrap(), "a was deleted");
+    assert!(!store.txn(vec![Compare::absent("b")], vec![Op::delete("b")]).await.unwrap().applied);
+    assert!(!store.txn(vec![Compare::version("a", 1)], vec![]).await.unwrap().applied, "a was deleted");
     assert_eq!(store.get("b").await.unwrap(), versioned(b"2", 2));
 
     // Version 0 means "must not exist".
-    assert!(store.txn(vec![Compare::version("n", 0)], vec![Op::put("n", "n")]).await.unwrap());
+    assert!(store.txn(vec![Compare::version("n", 0)], vec![Op::put("n", "n")]).await.unwrap().applied);
     assert_eq!(store.get("n").await.unwrap(), versioned(b"n", 3));
-    assert!(!store.txn(vec![Compare::version("n", 0)], vec![Op::put("n", "again")]).await.unwrap());
+    assert!(!store.txn(vec![Compare::version("n", 0)], vec![Op::put("n", "again")]).await.unwrap().applied);
 
-    assert!(store.txn(vec![], vec![]).await.unwrap());
+    assert!(store.txn(vec![], vec![]).await.unwrap().applied);
     // Ops apply in order.
-    assert!(store.txn(vec![], vec![Op::put("p", "1"), Op::delete("p")]).await.unwrap());
+    assert!(store.txn(vec![], vec![Op::put("p", "1"), Op::delete("p")]).await.unwrap().applied);
     assert_eq!(store.get("p").await.unwrap(), None);
-    assert!(store.txn(vec![], vec![Op::delete("q"), Op::put("q", "1")]).await.unwrap());
+    assert!(store.txn(vec![], vec![Op::delete("q"), Op::put("q", "1")]).await.unwrap().applied);
     assert_eq!(store.get("q").await.unwrap(), versioned(b"1", 5));
 }
 
@@ -171,6 +176,7 @@ async fn concurrent_compare_and_swap_through_dyn() {
                             .txn(vec![Compare::version("counter", version)], vec![Op::put("counter", next)])
                             .await
                             .unwrap()
+                            .applied
                         {
                             break;
                         }
@@ -319,8 +325,8 @@ async fn compaction_keeps_the_journal_bounded_and_reopens() {
         let store = EmbeddedStore::open_with(dir.path(), small()).unwrap();
         for i in 0..200u64 {
             store.put(&format!("key/{}", i % 5), vec![i as u8; 50]).await.unwrap();
-            // Threshold: max(1024, 4 × live), live = 5 × (16 + 5 + 50) bytes at most.
-            assert!(journal_len(dir.path()) <= 4 * 355, "journal not compacted at write {i}");
+            // Threshold: max(1024, 4 × live), live = 5 × (32 + 5 + 50) bytes at most.
+            assert!(journal_len(dir.path()) <= 4 * 435, "journal not compacted at write {i}");
         }
         store.delete("key/0").await.unwrap();
         store.list("").await.unwrap()
@@ -332,7 +338,8 @@ async fn compaction_keeps_the_journal_bounded_and_reopens() {
     assert_eq!(report.revision, 201);
     assert_eq!(report.records_replayed, 201 - report.snapshot_revision);
     assert_eq!(store.list("").await.unwrap(), before);
-    assert_eq!(store.get("key/4").await.unwrap(), versioned(&[199; 50], 200));
+    let k4 = store.get("key/4").await.unwrap().unwrap();
+    assert_eq!((k4.value, k4.version), (vec![199; 50], 200));
     assert_eq!(store.put("after", Vec::new()).await.unwrap(), 202);
 }
 
@@ -487,4 +494,26 @@ async fn a_failed_append_that_cannot_be_undone_stops_writes_until_reopen() {
 
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.put("k4", b"v4".to_vec()).await.unwrap(), 4);
+}
+
+/// The store contract every `MetaStore` meets (`conformance.rs`; etcd runs the same).
+#[tokio::test]
+async fn meets_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    crate::conformance::run_all(&store, "/conformance/").await;
+}
+
+#[tokio::test]
+async fn leased_keys_do_not_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let lease = store.lease_grant(std::time::Duration::from_secs(60)).await.unwrap();
+        store.txn(vec![], vec![Op::put_leased("broker/1", "me", lease.id), Op::put("topic", "t")]).await.unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.recovery().leased_keys_deleted, 1);
+    assert_eq!(store.get("broker/1").await.unwrap(), None);
+    assert!(store.get("topic").await.unwrap().is_some());
 }
