@@ -25,6 +25,7 @@ pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const INVALID_TIMESTAMP: i16 = 32;
 pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const INVALID_PARTITIONS: i16 = 37;
@@ -56,6 +57,7 @@ impl From<&EngineError> for KafkaError {
         let code = match e {
             EngineError::CorruptBatch(_) => CORRUPT_MESSAGE,
             EngineError::InvalidBatch(_) => INVALID_RECORD,
+            EngineError::InvalidTimestamp(_) => INVALID_TIMESTAMP,
             EngineError::BatchTooLarge { .. } => MESSAGE_TOO_LARGE,
             EngineError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
             EngineError::OutOfOrderSequence(_) => OUT_OF_ORDER_SEQUENCE_NUMBER,

@@ -167,12 +167,17 @@ pub async fn run_mailbox(
                 let _ = reply.send(r);
             }
             ShardMsg::DeleteRecords { topic, partition, offset, reply } => {
-                let r = shard.borrow().log(&topic, partition).and_then(|log| {
-                    let hw = log.high_watermark();
-                    let target = if offset == -1 { hw } else { offset.max(0) as u64 };
-                    log.delete_records(target).map_err(KafkaError::from)
+                let log = shard.borrow().log(&topic, partition);
+                tokio_uring::spawn(async move {
+                    let r = match log {
+                        Ok(log) => {
+                            let target = if offset == -1 { log.high_watermark() } else { offset.max(0) as u64 };
+                            log.delete_records(target).await.map_err(KafkaError::from)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(r);
                 });
-                let _ = reply.send(r);
             }
             ShardMsg::OpenPartitions { meta, partitions, reply } => {
                 let r = shard.borrow_mut().open_partitions(&meta, partitions);
@@ -262,16 +267,15 @@ pub async fn run_upkeep(shard: Rc<RefCell<Shard>>) {
         if last_retention.elapsed() >= interval {
             last_retention = std::time::Instant::now();
             for log in &logs {
-                match log.enforce_retention(now) {
-                    Ok(r) if r.segments_deleted > 0 => tracing::info!(
+                let r = log.enforce_retention(now);
+                if r.segments_deleted > 0 {
+                    tracing::info!(
                         dir = %log.dir().display(),
                         segments = r.segments_deleted,
                         bytes = r.bytes_deleted,
                         log_start_offset = r.log_start_offset,
                         "retention deleted segments"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(dir = %log.dir().display(), "retention failed: {e}"),
+                    );
                 }
             }
         }

@@ -18,6 +18,8 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("flush.messages", "9223372036854775807"),
     ("flush.ms", "9223372036854775807"),
     ("index.interval.bytes", "4096"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("message.timestamp.after.max.ms", "3600000"),
 ];
 
 pub fn is_supported(name: &str) -> bool {
@@ -101,6 +103,18 @@ pub fn log_config(
             return Err("flush.ms must be ≥ 0".into());
         }
         cfg.flush_ms = (n != i64::MAX).then_some(n as u64);
+    }
+    for (name, field) in [
+        ("message.timestamp.before.max.ms", &mut cfg.message_timestamp_before_max_ms),
+        ("message.timestamp.after.max.ms", &mut cfg.message_timestamp_after_max_ms),
+    ] {
+        if let Some(v) = get(name) {
+            let n = parse_i64(name, v)?;
+            if n < 0 {
+                return Err(format!("{name} must be ≥ 0"));
+            }
+            *field = if n == i64::MAX { u64::MAX } else { n as u64 };
+        }
     }
     if let Some(v) = get("index.interval.bytes") {
         let n = parse_i64("index.interval.bytes", v)?;

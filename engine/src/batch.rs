@@ -167,8 +167,57 @@ pub fn validate_produced(batch: &[u8], max_message_bytes: usize) -> Result<Batch
     }
     if h.compression() == 0 {
         check_records(&batch[HEADER_LEN..], h.records_count)?;
+    } else {
+        check_compressed_count(&h, batch.len() - HEADER_LEN)?;
     }
     Ok(h)
+}
+
+/// Smallest encoded record: length, attributes, timestamp delta, offset
+/// delta, key length, value length and header count, one byte each.
+const RECORD_BYTES_MIN: u64 = 7;
+
+/// Most bytes one compressed byte can expand to, per codec (0 = none): the
+/// format's own limit (deflate's 1032:1; a snappy copy op of 3 bytes makes 64;
+/// an lz4 run grows by 255 per byte; a 4-byte zstd RLE block makes 128 KiB).
+const EXPANSION_MAX: [u64; 5] = [1, 1032, 22, 256, 32_768];
+
+/// The broker never decompresses (batches are stored as sent), but a
+/// compressed batch's claimed record count still sets how many offsets it
+/// takes: a 61-byte batch must not claim two billion records. Refuses counts
+/// the compressed bytes could not hold even at the codec's best ratio.
+fn check_compressed_count(h: &BatchHeader, body_bytes: usize) -> Result<()> {
+    let codec = h.compression() as usize;
+    let most = (body_bytes as u64).saturating_mul(EXPANSION_MAX[codec]) / RECORD_BYTES_MIN;
+    if h.records_count as u64 > most {
+        return Err(EngineError::InvalidBatch(format!(
+            "a batch of {body_bytes} compressed bytes (codec {codec}) claims {} records; it can hold at most {most}",
+            h.records_count
+        )));
+    }
+    Ok(())
+}
+
+/// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` for a
+/// CreateTime batch: its timestamps may be at most `before_max_ms` older and
+/// `after_max_ms` newer than `now_ms`. Retention and `segment.ms` age data by
+/// these timestamps, so a far-future one would keep a partition forever.
+pub fn check_timestamps(h: &BatchHeader, now_ms: u64, before_max_ms: u64, after_max_ms: u64) -> Result<()> {
+    if h.attributes & 0x08 != 0 {
+        return Ok(()); // LogAppendTime: the broker's clock, not the producer's
+    }
+    let now = now_ms.min(i64::MAX as u64) as i64;
+    let earliest = now.saturating_sub(before_max_ms.min(i64::MAX as u64) as i64);
+    let latest = now.saturating_add(after_max_ms.min(i64::MAX as u64) as i64);
+    for (what, ts) in [("baseTimestamp", h.base_timestamp), ("maxTimestamp", h.max_timestamp)] {
+        // -1 means "no timestamp" (clients that set none).
+        if ts != -1 && (ts < earliest || ts > latest) {
+            return Err(EngineError::InvalidTimestamp(format!(
+                "{what} {ts} is outside [{earliest}, {latest}] (message.timestamp.before.max.ms / after.max.ms)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Splits a Produce request's `records` field into its batches, each as a range.
@@ -441,6 +490,52 @@ pub(crate) mod tests {
         assert!(split_batches(&all[..all.len() - 1]).is_err());
         assert!(split_batches(&[]).is_err());
         assert!(split_batches(&[0u8; 5]).is_err());
+    }
+
+    #[test]
+    fn compressed_batches_cannot_claim_more_records_than_their_bytes_hold() {
+        // The 61-byte gzip batch of the review: no body, 2^31-1 records claimed.
+        let mut b = make_batch(1, 0, 0);
+        b.truncate(HEADER_LEN);
+        b[8..12].copy_from_slice(&((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes());
+        b[21..23].copy_from_slice(&1i16.to_be_bytes()); // gzip
+        b[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let err = validate_produced(&b, 1 << 20).unwrap_err();
+        assert!(matches!(err, EngineError::InvalidBatch(ref m) if m.contains("at most 0")), "{err}");
+        // 100 compressed bytes of zstd may hold 100 × 32768 / 7 records, not more.
+        let mut z = make_batch(1, 100, 0);
+        z[21..23].copy_from_slice(&4i16.to_be_bytes());
+        let body = (z.len() - HEADER_LEN) as i32;
+        let most = body * 32_768 / 7;
+        for (count, ok) in [(most, true), (most + 1, false)] {
+            z[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+            z[57..61].copy_from_slice(&count.to_be_bytes());
+            let crc = compute_crc(&z);
+            z[17..21].copy_from_slice(&crc.to_be_bytes());
+            assert_eq!(validate_produced(&z, 1 << 20).is_ok(), ok, "{count} records");
+        }
+    }
+
+    #[test]
+    fn timestamps_outside_the_window_are_refused() {
+        let now = 1_700_000_000_000u64;
+        let hour = 3_600_000;
+        let h = |base: i64, max: i64, attrs: i16| BatchHeader {
+            base_timestamp: base,
+            max_timestamp: max,
+            attributes: attrs,
+            ..BatchHeader::parse(&make_batch(1, 1, 0)).unwrap()
+        };
+        let n = now as i64;
+        assert!(check_timestamps(&h(n, n, 0), now, u64::MAX, hour).is_ok());
+        assert!(check_timestamps(&h(-1, -1, 0), now, u64::MAX, hour).is_ok(), "no timestamps");
+        assert!(check_timestamps(&h(n, n + hour as i64 + 1, 0), now, u64::MAX, hour).is_err(), "future");
+        assert!(check_timestamps(&h(i64::MAX, i64::MAX, 0), now, u64::MAX, u64::MAX).is_ok(), "no overflow");
+        assert!(check_timestamps(&h(0, 0, 0), now, hour, hour).is_err(), "too old");
+        assert!(check_timestamps(&h(0, i64::MAX, 0x08), now, hour, hour).is_ok(), "LogAppendTime");
     }
 
     #[test]

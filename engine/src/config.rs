@@ -19,6 +19,13 @@ pub struct LogConfig {
     pub flush_ms: Option<u64>,
     /// `index.interval.bytes`: log bytes between two sparse index entries.
     pub index_interval_bytes: u64,
+    /// `message.timestamp.before.max.ms`: how far in the past a producer's
+    /// timestamp may be (`u64::MAX`: any).
+    pub message_timestamp_before_max_ms: u64,
+    /// `message.timestamp.after.max.ms`: how far in the future a producer's
+    /// timestamp may be. Kafka 4.0's default, one hour: retention ages data by
+    /// its timestamps, and one far-future batch would pin a partition's data.
+    pub message_timestamp_after_max_ms: u64,
     /// `producer.id.expiration.ms` (a broker config in Kafka): an idempotent
     /// producer idle this long is forgotten when producer state is snapshotted.
     pub producer_id_expiration_ms: u64,
@@ -41,6 +48,8 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             index_interval_bytes: 4096,
+            message_timestamp_before_max_ms: u64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
             producer_id_expiration_ms: 86_400_000,
             writes_in_flight: 4,
         }

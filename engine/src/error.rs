@@ -10,6 +10,9 @@ pub enum EngineError {
     /// Well-formed but not acceptable (magic < 2, count mismatch): INVALID_RECORD.
     #[error("invalid record batch: {0}")]
     InvalidBatch(String),
+    /// A timestamp outside `message.timestamp.before/after.max.ms`: INVALID_TIMESTAMP.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// Batch larger than the topic's `max.message.bytes`: MESSAGE_TOO_LARGE.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge { size: usize, max: usize },

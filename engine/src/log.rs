@@ -32,7 +32,7 @@ use crate::producer_snapshot::{self, ProducerRecovery};
 use crate::producer_state::{AppendPlan, ProducerStates};
 use crate::segment::{ScanReport, Segment};
 use crate::watch::LogWatch;
-use writer::QueuedAppend;
+use writer::{sync_dir_if_needed, QueuedAppend};
 
 mod writer;
 #[cfg(test)]
@@ -143,6 +143,14 @@ struct LogState {
     /// Sealed segments (by base offset) whose background fdatasync has not
     /// finished (`writer::seal`).
     unsynced_sealed: Vec<u64>,
+    /// The active segment's write side on io_uring (opened by the first write).
+    active_writer: Option<Rc<tokio_uring::fs::File>>,
+    /// A roll created a segment file whose directory entry is not yet
+    /// durable: the next durable commit fsyncs the directory first.
+    dir_unsynced: bool,
+    /// Serializes log-start checkpoint writes (DeleteRecords), so two
+    /// concurrent requests cannot leave the smaller offset on disk.
+    checkpoint_lock: Rc<tokio::sync::Mutex<()>>,
     /// Set while the writer waits with writes in flight: new appends wake it
     /// so they can be submitted before those writes finish.
     writer_waker: Option<Waker>,
@@ -182,11 +190,32 @@ impl LogState {
     }
 }
 
+/// A log read back from disk by [`PartitionLog::recover`], not yet attached to
+/// a shard. `Send`: recovery (reads, CRC scans, truncations, fsyncs) runs on a
+/// blocking thread, so opening thousands of partitions never stalls the shard
+/// that will own them; [`PartitionLog::from_recovered`] then takes it over on
+/// the shard's own thread.
+pub struct RecoveredLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<u64, Segment>,
+    log_start_offset: u64,
+    producers: ProducerStates,
+}
+
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering it: every segment's
     /// unindexed tail is scanned and CRC-checked, a torn tail of the last segment
-    /// is truncated, missing or stale indexes are rebuilt.
+    /// is truncated, missing or stale indexes are rebuilt. Blocking: on a shard
+    /// use [`PartitionLog::recover`] on a blocking thread instead.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, RecoveryReport)> {
+        let (recovered, report) = Self::recover(dir, config)?;
+        Ok((Self::from_recovered(recovered), report))
+    }
+
+    /// The blocking half of [`PartitionLog::open`]: everything that touches the
+    /// disk, with no `Rc` in sight.
+    pub fn recover(dir: &Path, config: LogConfig) -> Result<(RecoveredLog, RecoveryReport)> {
         config.validate().map_err(|e| EngineError::Recovery { dir: dir.display().to_string(), reason: e })?;
         let started = Instant::now();
         let now = now_ms();
@@ -255,28 +284,39 @@ impl PartitionLog {
         let active = segments.values().next_back().unwrap();
         let log_end = active.next_offset;
         let log_start = checkpoint.unwrap_or(0).max(first_base).min(log_end);
-        let (hw_segment, hw_position) = (active.base_offset, active.size);
         let (producers, producer_report) = producer_snapshot::recover(dir, &segments, log_end, now)?;
         report.producer_state = producer_report;
         report.segments = segments.len();
         report.log_start_offset = log_start;
         report.log_end_offset = log_end;
         report.elapsed_us = started.elapsed().as_micros() as u64;
+        let recovered =
+            RecoveredLog { dir: dir.to_path_buf(), config, segments, log_start_offset: log_start, producers };
+        Ok((recovered, report))
+    }
+
+    /// Attaches a recovered log to the calling (shard) thread.
+    pub fn from_recovered(r: RecoveredLog) -> PartitionLog {
+        let active = r.segments.values().next_back().expect("recovery leaves at least one segment");
+        let (log_end, hw_segment, hw_position) = (active.next_offset, active.base_offset, active.size);
         let watch = Arc::new(LogWatch::default());
         let st = LogState {
-            dir: dir.to_path_buf(),
-            config,
-            segments,
-            log_start_offset: log_start,
+            dir: r.dir,
+            config: r.config,
+            segments: r.segments,
+            log_start_offset: r.log_start_offset,
             next_offset: log_end,
             high_watermark: log_end,
             hw_segment,
             hw_position,
             leader_epoch: 0,
-            producers,
+            producers: r.producers,
             queue: Vec::new(),
             writer_running: false,
             unsynced_sealed: Vec::new(),
+            active_writer: None,
+            dir_unsynced: false,
+            checkpoint_lock: Rc::default(),
             writer_waker: None,
             records_since_flush: 0,
             unflushed_since_ms: None,
@@ -288,7 +328,7 @@ impl PartitionLog {
             stats: LogStats::default(),
         };
         st.publish();
-        Ok((PartitionLog { st: Rc::new(RefCell::new(st)) }, report))
+        PartitionLog { st: Rc::new(RefCell::new(st)) }
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -370,8 +410,11 @@ impl PartitionLog {
             for b in &batches {
                 headers.push(batch::validate_produced(b, st.config.max_message_bytes)?);
             }
-            // Only idempotent producers' state keeps time; spare the clock read otherwise.
-            let now = if headers.iter().any(|h| h.producer_id >= 0) { now_ms() } else { 0 };
+            let now = now_ms();
+            let (before, after) = (st.config.message_timestamp_before_max_ms, st.config.message_timestamp_after_max_ms);
+            for h in &headers {
+                batch::check_timestamps(h, now, before, after)?;
+            }
             match st.producers.check_append(&headers, st.next_offset, now)? {
                 AppendPlan::Duplicate { base_offset, last_offset } => {
                     let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
@@ -495,7 +538,8 @@ impl PartitionLog {
                 let bytes = seg.read_batch(pos, &h)?;
                 let mut found = None;
                 batch::walk_records(&bytes[batch::HEADER_LEN..], h.records_count, |r| {
-                    let ts = h.base_timestamp + r.timestamp_delta;
+                    // Producer-supplied values: saturate rather than overflow.
+                    let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
                     if found.is_none() && ts >= target {
                         found = Some((h.base_offset as u64 + r.offset_delta as u64, ts));
                     }
@@ -510,10 +554,12 @@ impl PartitionLog {
     }
 
     /// Advances the log start offset to `offset` (Kafka's DeleteRecords) and drops
-    /// segments wholly before it. Returns the new log start offset.
-    pub fn delete_records(&self, offset: u64) -> Result<u64> {
-        {
-            let mut st = self.st.borrow_mut();
+    /// segments wholly before it. Returns the new log start offset once the
+    /// new start is durable (its checkpoint written and synced off the shard's
+    /// thread); concurrent calls are applied in order and never move it back.
+    pub async fn delete_records(&self, offset: u64) -> Result<u64> {
+        let (dir, lock) = {
+            let st = self.st.borrow();
             if offset > st.high_watermark {
                 return Err(EngineError::OffsetOutOfRange {
                     offset,
@@ -521,23 +567,38 @@ impl PartitionLog {
                     log_end: st.high_watermark,
                 });
             }
-            if offset <= st.log_start_offset {
-                return Ok(st.log_start_offset);
-            }
-            write_checkpoint(&st.dir, offset)?;
-            st.log_start_offset = offset;
-            st.publish();
+            (st.dir.clone(), st.checkpoint_lock.clone())
+        };
+        let _serialized = lock.lock().await;
+        if offset <= self.log_start_offset() {
+            return Ok(self.log_start_offset());
         }
-        self.enforce_retention(now_ms())?;
+        let written = tokio::task::spawn_blocking(move || write_checkpoint(&dir, offset)).await;
+        written.map_err(io::Error::other).and_then(|r| r)?;
+        {
+            let mut st = self.st.borrow_mut();
+            if offset > st.log_start_offset {
+                st.log_start_offset = offset;
+                st.publish();
+            }
+        }
+        self.enforce_retention(now_ms());
         Ok(self.log_start_offset())
     }
 
-    /// Deletes closed segments by `retention.ms` and `retention.bytes`, and those
-    /// wholly below the log start offset. The active segment is never deleted.
-    pub fn enforce_retention(&self, now: u64) -> Result<RetentionReport> {
+    /// Deletes sealed segments by `retention.ms` (a segment's age is that of
+    /// its newest record) and `retention.bytes`, and those wholly below the
+    /// log start offset. An idle log whose active segment has expired is
+    /// rolled first, as Kafka does, so old data never lingers because nothing
+    /// new arrived. Files are unlinked on a blocking thread (an unlink of a
+    /// large file frees its extents, which takes a while); readers holding a
+    /// segment's file keep its data until they finish.
+    pub fn enforce_retention(&self, now: u64) -> RetentionReport {
+        self.roll_if_expired(now);
         let mut st = self.st.borrow_mut();
         let mut report = RetentionReport::default();
         let mut total: u64 = st.segments.values().map(|s| s.size).sum();
+        let mut doomed = Vec::new();
         loop {
             if st.segments.len() < 2 {
                 break;
@@ -547,8 +608,7 @@ impl PartitionLog {
                 let first = it.next().unwrap();
                 (first, it.next().unwrap().base_offset)
             };
-            let newest_ms = if first.max_timestamp >= 0 { first.max_timestamp as u64 } else { first.last_modified_ms };
-            let expired = st.config.retention_ms.is_some_and(|r| now.saturating_sub(newest_ms) > r);
+            let expired = st.config.retention_ms.is_some_and(|r| now.saturating_sub(first.newest_ms()) > r);
             let oversize = st.config.retention_bytes.is_some_and(|r| total - first.size >= r);
             let below_start = second_base <= st.log_start_offset;
             if !(expired || oversize || below_start) {
@@ -556,20 +616,46 @@ impl PartitionLog {
             }
             let base = first.base_offset;
             let seg = st.segments.remove(&base).unwrap();
-            seg.delete_files()?;
             total -= seg.size;
             report.segments_deleted += 1;
             report.bytes_deleted += seg.size;
-            if second_base > st.log_start_offset {
-                st.log_start_offset = second_base;
-                write_checkpoint(&st.dir, second_base)?;
-            }
+            // Recovery takes the first remaining segment's base as the log
+            // start when it is above the checkpoint, so this needs no write.
+            st.log_start_offset = st.log_start_offset.max(second_base);
+            doomed.push(base);
         }
         report.log_start_offset = st.log_start_offset;
         if report.segments_deleted > 0 {
             st.publish();
+            let dir = st.dir.clone();
+            tokio::task::spawn_blocking(move || {
+                for base in doomed {
+                    if let Err(e) = Segment::delete_files_at(&dir, base) {
+                        tracing::error!(dir = %dir.display(), base, "deleting a segment's files failed: {e}");
+                    }
+                }
+            });
         }
-        Ok(report)
+        report
+    }
+
+    /// Rolls the active segment of an idle log when retention says its data
+    /// is due (by age or size), so the next pass can delete it.
+    fn roll_if_expired(&self, now: u64) {
+        let due = {
+            let st = self.st.borrow();
+            let active = st.active();
+            let idle = !st.writer_running && st.queue.is_empty() && st.offline.is_none();
+            let by_age = st.config.retention_ms.is_some_and(|r| now.saturating_sub(active.newest_ms()) > r);
+            let total: u64 = st.segments.values().map(|s| s.size).sum();
+            let by_size = st.config.retention_bytes.is_some_and(|r| total > r && st.segments.len() == 1);
+            idle && active.size > 0 && (by_age || by_size)
+        };
+        if due {
+            if let Err(e) = writer::roll_idle(&self.st) {
+                tracing::warn!(dir = %self.dir().display(), "rolling an expired segment failed: {e}");
+            }
+        }
     }
 
     /// True when `flush.ms` says unsynced data is due.
@@ -606,31 +692,69 @@ impl PartitionLog {
     }
 
     /// Waits for queued appends, syncs, and persists the active segment's indexes
-    /// so the next open scans nothing.
+    /// and the producer table so the next open scans nothing. The disk work
+    /// runs on a blocking thread.
     pub async fn close(&self) -> Result<()> {
         while self.st.borrow().writer_running || !self.st.borrow().unsynced_sealed.is_empty() {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let mut st = self.st.borrow_mut();
-        let active = st.active();
-        active.file.sync_data()?;
-        active.write_indexes()?;
-        let end = active.next_offset;
-        snapshot_producers(&mut st, end)?;
+        sync_dir_if_needed(&self.st).await?;
+        let (file, indexes, snapshot) = {
+            let mut st = self.st.borrow_mut();
+            let active = st.active();
+            let (file, indexes, end) = (active.file.clone(), active.index_files(), active.next_offset);
+            (file, indexes, producer_snapshot_job(&mut st, end))
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            file.sync_data()?;
+            indexes.write()?;
+            snapshot.write()
+        })
+        .await;
+        done.map_err(io::Error::other).and_then(|r| r)?;
         Ok(())
     }
 
     /// Removes the whole log from disk (DeleteTopics). The handle is dead after.
+    /// The directory is first renamed to a name recovery never opens
+    /// (`<dir>.deleted`) and the rename made durable, so a crash half-way
+    /// through the removal cannot leave a partial log that a new partition of
+    /// the same name would pick up; the files go on a blocking thread.
     pub async fn remove(&self) -> Result<()> {
         while self.st.borrow().writer_running {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        let mut st = self.st.borrow_mut();
-        st.offline = Some("deleted".into());
-        st.segments.clear();
-        fs::remove_dir_all(&st.dir)?;
+        let dir = {
+            let mut st = self.st.borrow_mut();
+            st.offline = Some("deleted".into());
+            st.segments.clear();
+            st.active_writer = None;
+            st.dir.clone()
+        };
+        let removed = tokio::task::spawn_blocking(move || remove_log_dir(&dir)).await;
+        removed.map_err(io::Error::other).and_then(|r| r)?;
         Ok(())
     }
+}
+
+/// Suffix of a log directory being removed; such directories are never
+/// opened, and a sweep at start finishes their removal.
+pub const DELETED_DIR_SUFFIX: &str = ".deleted";
+
+/// Renames `dir` out of the way (durably), then removes it.
+pub fn remove_log_dir(dir: &Path) -> io::Result<()> {
+    let mut doomed = dir.as_os_str().to_owned();
+    doomed.push(DELETED_DIR_SUFFIX);
+    let doomed = PathBuf::from(doomed);
+    match fs::rename(dir, &doomed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    fs::remove_dir_all(&doomed)
 }
 
 /// fdatasyncs the sealed segments whose background sync has not finished. A
@@ -656,10 +780,36 @@ async fn sync_file(file: &Arc<fs::File>) -> io::Result<()> {
     r
 }
 
-/// Expires idle producers, then writes the producer table as of log end `end`.
-fn snapshot_producers(st: &mut LogState, end: u64) -> io::Result<()> {
+/// A producer-table snapshot to write: the table as of log end `end`, taken
+/// on the shard, written anywhere.
+pub(crate) struct SnapshotJob {
+    dir: PathBuf,
+    end: u64,
+    entries: Vec<(i64, crate::producer_state::ProducerEntry)>,
+}
+
+impl SnapshotJob {
+    pub(crate) fn write(self) -> io::Result<()> {
+        producer_snapshot::write(&self.dir, self.end, &self.entries)
+    }
+}
+
+/// Expires idle producers, then captures the producer table as of log end `end`.
+fn producer_snapshot_job(st: &mut LogState, end: u64) -> SnapshotJob {
     st.producers.expire(now_ms(), st.config.producer_id_expiration_ms);
-    producer_snapshot::write(&st.dir, end, &st.producers.entries_as_of(end))
+    SnapshotJob { dir: st.dir.clone(), end, entries: st.producers.entries_as_of(end) }
+}
+
+/// Writes a producer snapshot in the background (at a roll): only an
+/// optimisation for the next open, so a failure is a warning.
+fn spawn_producer_snapshot(st: &mut LogState, end: u64) {
+    let job = producer_snapshot_job(st, end);
+    tokio::task::spawn_blocking(move || {
+        let dir = job.dir.clone();
+        if let Err(e) = job.write() {
+            tracing::warn!(dir = %dir.display(), "producer state snapshot at offset {end} failed: {e}");
+        }
+    });
 }
 
 fn read_checkpoint(dir: &Path) -> Result<Option<u64>> {

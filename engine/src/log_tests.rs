@@ -316,35 +316,46 @@ fn retention_by_bytes_and_time_and_delete_records() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let (log, _) = PartitionLog::open(dir.path(), small_segments()).unwrap();
+        // Timestamps of now: only the size rule applies at first.
+        let now = crate::log::now_ms() as i64;
         for i in 0..40 {
-            log.append(vec![bm(&make_batch(1, 300, 1_000 + i))], false).await.unwrap();
+            log.append(vec![bm(&make_batch(1, 300, now + i))], false).await.unwrap();
         }
         let segs = log.segment_count();
         let size = log.size_bytes();
         // By bytes: keep at most ~half.
         log.set_config(LogConfig { retention_bytes: Some(size / 2), ..small_segments() }).unwrap();
-        let rep = log.enforce_retention(crate::log::now_ms()).unwrap();
+        let rep = log.enforce_retention(crate::log::now_ms());
         assert!(rep.segments_deleted > 0);
         assert!(log.size_bytes() <= size / 2 + 4096);
         assert_eq!(log.log_start_offset(), rep.log_start_offset);
         assert!(matches!(log.read(0, 100, true), Err(EngineError::OffsetOutOfRange { .. })));
         assert_eq!(read_all(&log).first().unwrap().0, log.log_start_offset());
-        // By time: record timestamps are ~1970, so everything closed goes.
+        // By time: an hour later everything has expired, the idle active
+        // segment included (it is rolled first, as Kafka does).
         log.set_config(LogConfig { retention_ms: Some(60_000), ..small_segments() }).unwrap();
-        log.enforce_retention(crate::log::now_ms()).unwrap();
+        log.enforce_retention(crate::log::now_ms() + 3_600_000);
         assert_eq!(log.segment_count(), 1);
         assert!(segs > 1);
+        assert_eq!(log.log_start_offset(), log.high_watermark());
+        assert_eq!(log.size_bytes(), 0);
         // DeleteRecords inside the active segment: start moves, data stays until rolled away.
+        log.set_config(small_segments()).unwrap();
+        for i in 0..5 {
+            log.append(vec![bm(&make_batch(1, 300, crate::log::now_ms() as i64 + i))], false).await.unwrap();
+        }
         let hw = log.high_watermark();
-        assert_eq!(log.delete_records(hw - 2).unwrap(), hw - 2);
-        assert!(log.delete_records(hw + 1).is_err());
+        assert_eq!(log.delete_records(hw - 2).await.unwrap(), hw - 2);
+        assert!(log.delete_records(hw + 1).await.is_err());
+        assert_eq!(log.delete_records(hw - 4).await.unwrap(), hw - 2, "never moves back");
         assert_eq!(read_all(&log).len(), 2);
         log.close().await.unwrap();
+        assert_eq!(hw, 45);
     });
     run(async {
         let (log, rep) = PartitionLog::open(dir.path(), small_segments()).unwrap();
-        assert_eq!(rep.log_start_offset, 38);
-        assert_eq!(log.log_start_offset(), 38);
+        assert_eq!(rep.log_start_offset, 43);
+        assert_eq!(log.log_start_offset(), 43);
     });
 }
 
@@ -414,5 +425,114 @@ fn a_panicking_writer_takes_the_log_offline_instead_of_hanging_it() {
         assert!(e.to_string().contains("offline"), "{e}");
         // What was written before stays readable.
         assert_eq!(read_all(&log), vec![(0, 2)]);
+    });
+}
+
+/// A zstd-flagged batch (the broker never decompresses) of `body_bytes`
+/// claiming `count` records: the most offsets a producer can take per batch.
+fn huge_count_batch(count: i32, body_bytes: usize, ts: i64) -> Vec<u8> {
+    let mut b = make_batch(1, 0, ts);
+    b.truncate(crate::batch::HEADER_LEN);
+    b.extend(std::iter::repeat_n(0x5a, body_bytes));
+    let len = (b.len() - crate::batch::LOG_OVERHEAD) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[21..23].copy_from_slice(&4i16.to_be_bytes());
+    b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crate::batch::compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Regression (hardening issue, item 2): relative offsets in the indexes are
+/// 32 bits, so a segment spanning more than i32::MAX offsets made fetches skip
+/// records and recovery compute a wrong log end. Batches that claim the most
+/// records a producer may claim now roll the segment before the span overflows.
+#[test]
+fn a_segment_never_spans_more_than_i32_max_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = i32::MAX;
+    // Enough compressed bytes for the count to pass validation (7 bytes a record at 32768:1).
+    let body = (count as usize / 32_768) * 7 + 64;
+    let bases = run_and(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let mut bases = Vec::new();
+        for i in 0..4 {
+            let info = log.append(vec![bm(&huge_count_batch(count, body, 1000 + i))], false).await.unwrap();
+            assert_eq!(info.last_offset - info.base_offset, count as u64 - 1);
+            bases.push(info.base_offset);
+        }
+        for &b in &bases {
+            let s = log.read(b + 17, 100, true).unwrap().slice.unwrap();
+            let mut h = [0u8; 61];
+            s.file.read_exact_at(&mut h, s.position).unwrap();
+            assert_eq!(BatchHeader::parse(&h).unwrap().base_offset as u64, b, "fetch at {b}+17 finds its batch");
+        }
+        assert!(log.segment_count() >= 2, "must roll before the span passes i32::MAX");
+        log.close().await.unwrap();
+        bases
+    });
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(rep.log_end_offset, 4 * count as u64);
+        assert_eq!(rep.truncated_bytes, 0);
+        assert_eq!(read_all(&log).iter().map(|(b, _)| *b).collect::<Vec<_>>(), bases);
+    });
+}
+
+pub(crate) fn run_and<T, F: std::future::Future<Output = T>>(f: F) -> T {
+    tokio_uring::start(f)
+}
+
+/// Regression (item 13): `segment.ms` counted from the last restart, so a
+/// broker restarted more often than `segment.ms` never rolled. It now counts
+/// from the segment file's birth (kept by the filesystem across restarts).
+#[test]
+fn segment_ms_counts_from_the_segment_birth_not_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { segment_ms: 300, ..LogConfig::default() };
+    let now = || crate::log::now_ms() as i64;
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        log.append(vec![bm(&make_batch(1, 10, now()))], false).await.unwrap();
+        log.close().await.unwrap();
+    });
+    // Restarts more often than segment.ms.
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        run(async {
+            let (log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+            log.close().await.unwrap();
+        });
+    }
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        log.append(vec![bm(&make_batch(1, 10, now()))], false).await.unwrap();
+        assert_eq!(log.segment_count(), 2, "the segment is 400 ms old, past segment.ms, however often restarted");
+    });
+}
+
+/// Item 13: a producer timestamp far in the future is refused (it would keep
+/// the partition's data past retention), and a partition that stopped
+/// receiving data still loses it to retention.
+#[test]
+fn future_timestamps_are_refused_and_idle_data_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let far = crate::log::now_ms() as i64 + 10 * 3_600_000;
+        let err = log.append(vec![bm(&make_batch(1, 10, far))], false).await.unwrap_err();
+        assert!(matches!(err, EngineError::InvalidTimestamp(_)), "{err}");
+        let now = crate::log::now_ms();
+        log.append(vec![bm(&make_batch(3, 10, now as i64))], false).await.unwrap();
+        assert_eq!(log.enforce_retention(now).segments_deleted, 0, "fresh data stays");
+        // Eight days later nothing new arrived: the active segment is rolled and deleted.
+        let later = now + 8 * 24 * 3_600_000;
+        let r = log.enforce_retention(later);
+        assert_eq!((r.segments_deleted, r.log_start_offset), (1, 3));
+        assert_eq!(log.log_start_offset(), log.high_watermark());
+        log.append(vec![bm(&make_batch(1, 10, now as i64))], false).await.unwrap();
+        assert_eq!(read_all(&log), vec![(3, 1)]);
     });
 }

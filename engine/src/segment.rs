@@ -7,7 +7,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
@@ -31,9 +30,8 @@ pub struct Segment {
     /// Bytes of whole, written batches; reads never go past it.
     pub size: u64,
     /// Read side, shared with fetches in flight (they keep an unlinked file alive).
+    /// The write side (io_uring) is the log's, for its active segment only.
     pub file: Arc<File>,
-    /// Write side on io_uring; only the active segment has one.
-    pub writer: Option<Rc<tokio_uring::fs::File>>,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
     /// Largest batch maxTimestamp in the segment, -1 if none.
@@ -42,12 +40,31 @@ pub struct Segment {
     /// Wall-clock ms of the last append (or the file's mtime after a restart);
     /// retention falls back to it when records carry no timestamps.
     pub last_modified_ms: u64,
-    /// Wall-clock ms the segment was created (or opened), for `segment.ms`.
+    /// Wall-clock ms the segment was created, for `segment.ms`: its file's
+    /// birth time after a restart (so a restart does not make an old segment
+    /// young again), or the first batch's timestamp where the filesystem keeps
+    /// no birth time, or the time of the open as a last resort.
     pub created_ms: u64,
     bytes_since_index: u64,
     /// `index.interval.bytes` of the owning log.
     pub index_interval_bytes: u64,
     dir: PathBuf,
+}
+
+/// A segment's indexes, detached from it so they can be written on a
+/// blocking thread.
+pub struct IndexFiles {
+    offset_path: PathBuf,
+    offset_index: OffsetIndex,
+    time_path: PathBuf,
+    time_index: TimeIndex,
+}
+
+impl IndexFiles {
+    pub fn write(&self) -> io::Result<()> {
+        self.offset_index.write(&self.offset_path)?;
+        self.time_index.write(&self.time_path)
+    }
 }
 
 /// What the recovery scan of one segment found.
@@ -77,17 +94,30 @@ impl Segment {
         [dir.join(format!("{stem}.index")), dir.join(format!("{stem}.timeindex"))]
     }
 
-    /// Creates a new empty segment starting at `base_offset`.
+    /// Creates a new empty segment starting at `base_offset`, and makes its
+    /// name durable (a directory fsync).
     pub fn create(dir: &Path, base_offset: u64, now_ms: u64, index_interval_bytes: u64) -> io::Result<Segment> {
+        let seg = Self::create_unsynced(dir, base_offset, now_ms, index_interval_bytes)?;
+        File::open(dir)?.sync_all()?;
+        Ok(seg)
+    }
+
+    /// Creates a new empty segment without syncing the directory: the caller
+    /// must fsync `dir` before anything in this segment is acknowledged as
+    /// durable (a roll does it off the shard's thread; see `log::writer`).
+    pub fn create_unsynced(
+        dir: &Path,
+        base_offset: u64,
+        now_ms: u64,
+        index_interval_bytes: u64,
+    ) -> io::Result<Segment> {
         let path = Self::log_path(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
-        File::open(dir)?.sync_all()?; // make the new name durable
         Ok(Segment {
             base_offset,
             next_offset: base_offset,
             size: 0,
             file: Arc::new(file),
-            writer: None,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             max_timestamp: -1,
@@ -126,7 +156,6 @@ impl Segment {
             next_offset: base_offset,
             size: 0,
             file: Arc::new(file),
-            writer: None,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             max_timestamp: -1,
@@ -161,6 +190,14 @@ impl Segment {
         seg.size = start;
         let mut report = seg.scan_from(start, file_len)?;
         report.indexed = indexed;
+        let birth_ms = meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        seg.created_ms = match birth_ms {
+            Some(d) => (d.as_millis() as u64).min(now_ms),
+            None => match seg.header_at(0)?.filter(|h| h.max_timestamp >= 0) {
+                Some(h) => (h.max_timestamp as u64).min(now_ms),
+                None => now_ms,
+            },
+        };
         if report.truncated_bytes > 0 {
             if !last && indexed {
                 return Err(EngineError::Recovery {
@@ -346,8 +383,29 @@ impl Segment {
 
     /// Persists the indexes (segment sealed, or clean shutdown).
     pub fn write_indexes(&self) -> io::Result<()> {
-        self.offset_index.write(&self.index_path())?;
-        self.time_index.write(&self.time_index_path())
+        self.index_files().write()
+    }
+
+    /// A copy of the indexes with their paths, to be written off the shard's
+    /// thread ([`IndexFiles::write`]).
+    pub fn index_files(&self) -> IndexFiles {
+        IndexFiles {
+            offset_path: self.index_path(),
+            offset_index: self.offset_index.clone(),
+            time_path: self.time_index_path(),
+            time_index: self.time_index.clone(),
+        }
+    }
+
+    /// Wall-clock ms of the segment's newest data: its largest record
+    /// timestamp, or its last write when records carry none. Retention ages
+    /// segments by it.
+    pub fn newest_ms(&self) -> u64 {
+        if self.max_timestamp >= 0 {
+            self.max_timestamp as u64
+        } else {
+            self.last_modified_ms
+        }
     }
 
     /// Removes the segment's files; readers holding `file` keep their data.

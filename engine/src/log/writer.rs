@@ -37,11 +37,14 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{now_ms, snapshot_producers, sync_file, sync_sealed, LogState, OWNED_HEAD_BYTES as HEAD};
+use super::{now_ms, spawn_producer_snapshot, sync_file, sync_sealed, LogState, OWNED_HEAD_BYTES as HEAD};
 use crate::batch::BatchHeader;
 use crate::error::{EngineError, Result};
 use crate::segment::Segment;
 
+/// Most offsets one segment may span: relative offsets are u32 in the
+/// indexes, and Kafka rolls at i32::MAX.
+pub(crate) const SEGMENT_OFFSET_SPAN_MAX: u64 = i32::MAX as u64;
 /// Most iovecs handed to one `writev` (Linux's IOV_MAX).
 const IOVECS_PER_WRITE_MAX: usize = 1024;
 /// Buffered work is spread over free write slots in pieces of at least this
@@ -208,11 +211,12 @@ impl Writer {
         let start = self.reserved;
         let mut bufs: Vec<Bytes> = Vec::new();
         let mut total = 0u64;
-        let (segment_bytes, segment_ms) = {
+        let (segment_bytes, segment_ms, base, age_base_ms) = {
             let s = self.st.borrow();
-            (s.config.segment_bytes, s.config.segment_ms)
+            let a = s.active();
+            (s.config.segment_bytes, s.config.segment_ms, a.base_offset, a.created_ms)
         };
-        let old = now_ms().saturating_sub(self.st.borrow().active().created_ms) >= segment_ms;
+        let old = now_ms().saturating_sub(age_base_ms) >= segment_ms;
         while self.next < self.pending.len() {
             let p = &mut self.pending[self.next];
             if p.submitted == 0 && p.bytes > 0 {
@@ -220,7 +224,12 @@ impl Writer {
                     break;
                 }
                 let full = start + total + p.bytes > segment_bytes;
-                if start + total > 0 && (full || old) {
+                // The indexes hold offsets relative to the segment's base in
+                // 32 bits (as Kafka's): a segment may span at most i32::MAX
+                // offsets, however few bytes its batches take.
+                let last = p.append.headers.last().map_or(base, |h| h.last_offset() as u64);
+                let span_full = last - base > SEGMENT_OFFSET_SPAN_MAX;
+                if start + total > 0 && (full || old || span_full) {
                     // Rolls happen between writes, never inside one.
                     self.roll_needed = total == 0;
                     break;
@@ -263,12 +272,11 @@ impl Writer {
                 }
                 None => None,
             };
-            let active = s.active_mut();
-            if active.writer.is_none() {
-                let f = active.file.try_clone()?;
-                active.writer = Some(Rc::new(tokio_uring::fs::File::from_std(f)));
+            if s.active_writer.is_none() {
+                let f = s.active().file.try_clone()?;
+                s.active_writer = Some(Rc::new(tokio_uring::fs::File::from_std(f)));
             }
-            (active.writer.clone().unwrap(), injected)
+            (s.active_writer.clone().unwrap(), injected)
         };
         self.reserved += total;
         self.unsubmitted_bytes -= total;
@@ -373,12 +381,14 @@ impl Writer {
         Ok(())
     }
 
-    /// fdatasyncs the active segment. A failure takes the log offline: the
-    /// page cache can no longer be trusted to match the disk (fsyncgate).
+    /// fdatasyncs the active segment, after making its name durable if a
+    /// roll created it. A failure takes the log offline: the page cache can no
+    /// longer be trusted to match the disk (fsyncgate).
     async fn sync_active(&self) -> Result<()> {
+        sync_dir_if_needed(&self.st).await?;
         let (writer, file) = {
             let s = self.st.borrow();
-            (s.active().writer.clone(), s.active().file.clone())
+            (s.active_writer.clone(), s.active().file.clone())
         };
         if let Err(e) = sync_segment(writer, &file).await {
             self.st.borrow_mut().offline = Some(format!("fdatasync failed: {e}"));
@@ -392,22 +402,7 @@ impl Writer {
     /// Kafka flushes a rolled segment asynchronously. A synchronous fdatasync
     /// of a full 1 GiB segment stalled the partition for about a second here.
     fn roll(&mut self) -> Result<()> {
-        let mut s = self.st.borrow_mut();
-        let interval = s.config.index_interval_bytes;
-        let dir = s.dir.clone();
-        let active = s.active_mut();
-        let (base, next) = (active.base_offset, active.next_offset);
-        let (writer, file) = (active.writer.take(), active.file.clone());
-        if let Err(e) = snapshot_producers(&mut s, next) {
-            // Only an optimisation for the next open: without it recovery reads more headers.
-            tracing::warn!(dir = %dir.display(), "producer state snapshot at offset {next} failed: {e}");
-        }
-        let seg = Segment::create(&dir, next, now_ms(), interval)?;
-        s.segments.insert(next, seg);
-        s.unsynced_sealed.push(base);
-        s.stats.rolls += 1;
-        drop(s);
-        tokio_uring::spawn(seal(self.st.clone(), base, writer, file));
+        roll_segment(&self.st)?;
         // hw_segment/hw_position stay on the sealed segment until the next commit publishes.
         self.roll_needed = false;
         self.reserved = 0;
@@ -452,23 +447,103 @@ impl Writer {
     }
 }
 
+/// Seals the active segment and starts the next one; the seal's sync and
+/// index write run in the background (`seal`). The caller guarantees no
+/// write is in flight.
+fn roll_segment(st: &Rc<RefCell<LogState>>) -> Result<()> {
+    let mut s = st.borrow_mut();
+    let interval = s.config.index_interval_bytes;
+    let dir = s.dir.clone();
+    let active = s.active();
+    let (base, next) = (active.base_offset, active.next_offset);
+    let file = active.file.clone();
+    // Only an optimisation for the next open (without it recovery reads
+    // more headers), so it is written in the background.
+    spawn_producer_snapshot(&mut s, next);
+    // Creating the file is quick; the directory fsync that makes its name
+    // durable is not, so it waits for the next durable commit or the seal
+    // (`sync_dir_if_needed`) instead of stalling the shard here.
+    let seg = Segment::create_unsynced(&dir, next, now_ms(), interval)?;
+    let writer = s.active_writer.take();
+    s.segments.insert(next, seg);
+    s.dir_unsynced = true;
+    s.unsynced_sealed.push(base);
+    s.stats.rolls += 1;
+    drop(s);
+    tokio_uring::spawn(seal(st.clone(), base, writer, file));
+    Ok(())
+}
+
+/// Rolls the active segment of a log whose writer is idle (retention found
+/// its data expired while nothing new arrives).
+pub(super) fn roll_idle(st: &Rc<RefCell<LogState>>) -> Result<()> {
+    {
+        let s = st.borrow();
+        assert!(!s.writer_running && s.queue.is_empty(), "roll_idle needs an idle writer");
+        if s.active().size == 0 {
+            return Ok(());
+        }
+    }
+    roll_segment(st)?;
+    // Publish the new active segment as where reads of the high watermark end.
+    let mut s = st.borrow_mut();
+    let (base, size) = (s.active().base_offset, s.active().size);
+    s.hw_segment = base;
+    s.hw_position = size;
+    Ok(())
+}
+
 /// The background half of a roll: fdatasync the sealed segment, then persist
 /// its indexes. Indexes are written only after the data is durable, so on the
 /// next open a sealed segment with indexes is trusted and one without is
 /// scanned (`Segment::open`). A failed sync takes the log offline (fsyncgate).
 async fn seal(st: Rc<RefCell<LogState>>, base: u64, writer: Option<Rc<tokio_uring::fs::File>>, file: Arc<fs::File>) {
-    let synced = sync_segment(writer, &file).await;
-    let mut s = st.borrow_mut();
-    s.unsynced_sealed.retain(|&b| b != base);
-    if let Err(e) = synced {
-        s.offline = Some(format!("fdatasync of sealed segment {base} failed: {e}"));
-        return;
-    }
-    // Gone if retention or DeleteTopics removed it meanwhile.
-    if let Some(seg) = s.segments.get(&base) {
-        if let Err(e) = seg.write_indexes() {
+    // The segment's own name must be durable before its indexes say "synced".
+    let synced = match sync_dir_if_needed(&st).await {
+        Ok(()) => sync_segment(writer, &file).await,
+        Err(e) => Err(io::Error::other(e.to_string())),
+    };
+    let indexes = {
+        let mut s = st.borrow_mut();
+        if let Err(e) = synced {
+            s.unsynced_sealed.retain(|&b| b != base);
+            s.offline = Some(format!("fdatasync of sealed segment {base} failed: {e}"));
+            return;
+        }
+        // Gone if retention or DeleteTopics removed it meanwhile.
+        s.segments.get(&base).map(|seg| (seg.index_files(), s.dir.clone()))
+    };
+    if let Some((files, dir)) = indexes {
+        // Index files are written and fsynced on a blocking thread: a few
+        // milliseconds of disk the shard's other partitions need not wait for.
+        let written = tokio::task::spawn_blocking(move || files.write()).await;
+        if let Err(e) = written.map_err(io::Error::other).and_then(|r| r) {
             // Costs the next open a scan of this segment, nothing else.
-            tracing::warn!(dir = %s.dir.display(), "indexes of sealed segment {base} not written: {e}");
+            tracing::warn!(dir = %dir.display(), "indexes of sealed segment {base} not written: {e}");
+        }
+    }
+    st.borrow_mut().unsynced_sealed.retain(|&b| b != base);
+}
+
+/// fsyncs the log directory (on a blocking thread) if a roll created a
+/// segment whose name is not yet durable. A failure takes the log offline.
+pub(super) async fn sync_dir_if_needed(st: &Rc<RefCell<LogState>>) -> Result<()> {
+    let dir = {
+        let s = st.borrow();
+        if !s.dir_unsynced {
+            return Ok(());
+        }
+        s.dir.clone()
+    };
+    let synced = tokio::task::spawn_blocking(move || fs::File::open(&dir)?.sync_all()).await;
+    match synced.map_err(io::Error::other).and_then(|r| r) {
+        Ok(()) => {
+            st.borrow_mut().dir_unsynced = false;
+            Ok(())
+        }
+        Err(e) => {
+            st.borrow_mut().offline = Some(format!("fsync of the log directory failed: {e}"));
+            Err(e.into())
         }
     }
 }
