@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::catalog::SharedCatalog;
-use crate::controller::Controller;
-use crate::router::Router;
+use laminar_coord::cluster::ClusterView;
+
+use crate::cluster::admin::Admin;
+use crate::cluster::Cluster;
+use crate::router::{route, Pending, Router};
+use crate::shard::{Reply, ShardMsg};
 
 /// Broker-wide settings (from the command line), read-only after start.
 #[derive(Debug, Clone)]
@@ -21,6 +24,8 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `num.partitions`: partitions of auto-created topics.
     pub default_partitions: i32,
+    /// `default.replication.factor`: replicas of auto-created topics.
+    pub default_replication_factor: i16,
     /// fdatasync before acknowledging acks=all (single-node durability).
     pub fsync_on_acks_all: bool,
     /// Broker-level defaults for topic configs (`log.retention.ms` → `retention.ms`, ...).
@@ -28,11 +33,29 @@ pub struct BrokerConfig {
 }
 
 pub struct Ctx {
-    pub shard_id: usize,
     pub router: Router,
-    pub catalog: SharedCatalog,
-    pub controller: Arc<Controller>,
+    pub cluster: Arc<Cluster>,
+    pub admin: Arc<Admin>,
     pub config: Arc<BrokerConfig>,
     /// Producer ids for InitProducerId, shared by all shards.
     pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
+}
+
+impl Ctx {
+    /// The current cluster view (one per request).
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.cluster.view()
+    }
+
+    /// Posts a question to the shard of this broker holding the partition.
+    pub fn ask_partition<T>(
+        &self,
+        view: &ClusterView,
+        topic: &str,
+        partition: i32,
+        msg: impl FnOnce(Reply<T>) -> ShardMsg,
+    ) -> Pending<T> {
+        let shard = route(view, self.cluster.node_id(), self.router.shards(), topic, partition)?;
+        self.router.ask(shard, msg)
+    }
 }

@@ -2,18 +2,21 @@
 //! under `./data`. See docs/operations.md for every flag.
 
 mod api;
-mod catalog;
+mod cluster;
 mod connection;
 mod context;
-mod controller;
 mod errors;
+mod etcd;
 mod group;
+mod partition_dirs;
+mod placement;
 mod producer_ids;
 mod response;
 mod router;
 mod server;
 mod shard;
 mod topic_config;
+mod topic_name;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,9 +39,31 @@ struct Args {
     /// Don't pin shard threads to cores.
     #[arg(long)]
     no_pin: bool,
-    /// This broker's id in Metadata.
+    /// This broker's id in the cluster (unique among live brokers).
     #[arg(long, default_value_t = 1)]
     node_id: i32,
+    /// etcd endpoints (`http://host:port`, comma-separated): join the cluster
+    /// they coordinate. Without it the broker is a single node with its own
+    /// embedded metadata store.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix of this cluster in etcd (several clusters can share one etcd).
+    #[arg(long, default_value = "/laminar")]
+    etcd_prefix: String,
+    /// This broker's rack (replicas of a partition go to different racks).
+    #[arg(long)]
+    rack: Option<String>,
+    /// Lease TTL: how long a broker that stops answering keeps its roles,
+    /// and at most how long a broker cut off from etcd keeps acting.
+    #[arg(long, default_value_t = 2000)]
+    lease_ttl_ms: u64,
+    /// `unclean.leader.election.enable`: elect an out-of-sync replica when no
+    /// in-sync one is alive (loses the writes only the others had).
+    #[arg(long)]
+    unclean_leader_election: bool,
+    /// `default.replication.factor` for auto-created topics and CreateTopics asking for -1.
+    #[arg(long, default_value_t = 1)]
+    default_replication_factor: i16,
     /// host:port clients should connect to (default: the listen address).
     #[arg(long)]
     advertised_listener: Option<String>,
@@ -87,6 +112,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         None => (args.listen.ip().to_string(), args.listen.port()),
     };
+    anyhow::ensure!(args.node_id >= 0, "--node-id must be ≥ 0");
+    anyhow::ensure!(args.lease_ttl_ms >= 1000, "--lease-ttl-ms must be ≥ 1000 (etcd's minimum TTL is about a second)");
+    anyhow::ensure!(args.default_replication_factor >= 1, "--default-replication-factor must be ≥ 1");
     let config = context::BrokerConfig {
         node_id: args.node_id,
         advertised_host,
@@ -95,8 +123,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         socket_request_max_bytes: args.socket_request_max_bytes,
         auto_create_topics: args.auto_create_topics,
         default_partitions: args.num_partitions,
+        default_replication_factor: args.default_replication_factor,
         fsync_on_acks_all: !args.no_fsync_acks_all,
         topic_defaults: server::parse_topic_defaults(&args.topic_defaults)?,
+    };
+    let store = if args.etcd.is_empty() {
+        server::StoreChoice::Embedded
+    } else {
+        server::StoreChoice::Etcd { endpoints: args.etcd.clone(), prefix: args.etcd_prefix.clone() }
+    };
+    let cluster = cluster::ClusterConfig {
+        node_id: args.node_id,
+        rack: args.rack.clone(),
+        lease_ttl: Duration::from_millis(args.lease_ttl_ms),
+        unclean_leader_election: args.unclean_leader_election,
+        startup_wait: Duration::from_millis(args.lease_ttl_ms * 3),
     };
     server::run(server::ServerOptions {
         listen: args.listen,
@@ -109,5 +150,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             ..Default::default()
         },
         config,
+        store,
+        cluster,
     })
 }

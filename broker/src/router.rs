@@ -1,10 +1,13 @@
-//! Which shard owns a partition, and the mailboxes that carry work to it.
-//! A partition is owned by exactly one shard; requests that touch it from other
+//! The mailboxes that carry work to shards, and which shard of this broker
+//! holds a partition (`route`, from the cluster view via `placement`). A
+//! partition is owned by exactly one shard; requests that touch it from other
 //! shards travel as messages, never through a lock.
 
+use laminar_coord::cluster::ClusterView;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::{self, KafkaError};
+use crate::placement;
 use crate::shard::{Reply, ShardMsg};
 
 /// A question posted to a partition's owner shard: the channel its answer
@@ -19,16 +22,30 @@ pub async fn answer<T>(pending: Pending<T>) -> Result<T, KafkaError> {
     }
 }
 
-/// Stable owner: a topic's partitions go round-robin over the shards, starting
-/// at a per-topic offset so single-partition topics spread too.
-pub fn owner_shard(topic: &str, partition: i32, shards: usize) -> usize {
-    // FNV-1a: stable across runs and platforms (std's hasher is seeded).
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in topic.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
+/// The shard of this broker (`me`, running `shards` shards) that holds
+/// `topic`-`partition`, or the error a client should get for it here.
+pub fn route(view: &ClusterView, me: i32, shards: usize, topic: &str, partition: i32) -> Result<usize, KafkaError> {
+    let Some(t) = view.topic(topic) else {
+        if crate::topic_name::validate(topic).is_err() {
+            return Err(KafkaError::new(
+                errors::INVALID_TOPIC_EXCEPTION,
+                format!("'{topic}' is not a valid topic name"),
+            ));
+        }
+        return Err(KafkaError::unknown_partition(topic, partition));
+    };
+    if !(0..t.partition_count()).contains(&partition) {
+        return Err(KafkaError::unknown_partition(topic, partition));
     }
-    ((h as usize).wrapping_add(partition as usize)) % shards
+    let Some(p) = t.partition(partition) else {
+        return Err(KafkaError::new(errors::LEADER_NOT_AVAILABLE, format!("{topic}-{partition} is not placed yet")));
+    };
+    placement::local_shard(&p.record, me, shards).ok_or_else(|| {
+        KafkaError::new(
+            errors::NOT_LEADER_OR_FOLLOWER,
+            format!("{topic}-{partition} is led by broker {}, not this one", p.record.leader),
+        )
+    })
 }
 
 /// The target shard has stopped (the broker is shutting down).
@@ -48,39 +65,17 @@ impl Router {
     pub fn shards(&self) -> usize {
         self.mailboxes.len()
     }
-    pub fn owner(&self, topic: &str, partition: i32) -> usize {
-        owner_shard(topic, partition, self.mailboxes.len())
-    }
     /// Posts `msg` to `shard`. Fails only when that shard has stopped (shutdown).
     pub fn send(&self, shard: usize, msg: ShardMsg) -> Result<(), ShardStopped> {
         self.mailboxes[shard].send(msg).map_err(|_| ShardStopped)
     }
-    /// Posts the message `msg` builds around a fresh reply channel to the
-    /// partition's owner. It never awaits, so a request can post to every
-    /// owner first and collect (`answer`) after: the owners work in parallel.
-    pub fn ask_owner<T>(&self, topic: &str, partition: i32, msg: impl FnOnce(Reply<T>) -> ShardMsg) -> Pending<T> {
+    /// Posts the message `msg` builds around a fresh reply channel to `shard`.
+    /// It never awaits, so a request can post to every owner first and
+    /// collect (`answer`) after: the owners work in parallel.
+    pub fn ask<T>(&self, shard: usize, msg: impl FnOnce(Reply<T>) -> ShardMsg) -> Pending<T> {
         let (tx, rx) = oneshot::channel();
-        self.send_to_owner(topic, partition, msg(tx))
+        self.send(shard, msg(tx))
             .map(|()| rx)
             .map_err(|_| KafkaError::new(errors::KAFKA_STORAGE_ERROR, "broker is shutting down"))
-    }
-    pub fn send_to_owner(&self, topic: &str, partition: i32, msg: ShardMsg) -> Result<(), ShardStopped> {
-        self.send(self.owner(topic, partition), msg)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partitions_of_a_topic_spread_evenly() {
-        let mut counts = [0; 4];
-        for p in 0..400 {
-            counts[owner_shard("orders", p, 4)] += 1;
-        }
-        assert_eq!(counts, [100; 4]);
-        assert_eq!(owner_shard("orders", 7, 4), owner_shard("orders", 7, 4));
-        assert_eq!(owner_shard("x", 0, 1), 0);
     }
 }

@@ -1,10 +1,16 @@
-//! Starting and stopping the broker: the metadata store, one pinned shard
-//! thread per core (each its own tokio-uring runtime with a SO_REUSEPORT
-//! listener, so the kernel spreads connections), and a clean shutdown that
-//! flushes every log on SIGTERM/SIGINT.
+//! Starting and stopping the broker. The main thread is the control plane:
+//! it opens the metadata store (embedded, or etcd with `--etcd`), registers
+//! the broker, follows the cluster view, campaigns for and runs the
+//! controller, and reconciles the view into the shards. One pinned shard
+//! thread per core is the data plane, each its own tokio-uring runtime with a
+//! SO_REUSEPORT listener (the kernel spreads connections). Shards accept
+//! connections only once the first view is applied: a client never meets a
+//! broker that has not opened its partitions yet. SIGTERM/SIGINT leave the
+//! cluster (the lease is revoked, so leadership moves at once) and close every
+//! log.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -12,19 +18,28 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
+use laminar_coord::cluster::{BrokerRecord, Keys};
 use laminar_coord::{EmbeddedStore, MetaStore};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::catalog::Catalog;
+use crate::cluster::admin::Admin;
+use crate::cluster::reconciler::Reconciler;
+use crate::cluster::{controller, format, membership, metadata, Cluster, ClusterConfig};
 use crate::context::{BrokerConfig, Ctx};
-use crate::controller::Controller;
-use crate::group::offsets::GroupOffsets;
 use crate::group::state::GroupTiming;
 use crate::group::{GroupManager, OffsetWriter};
 use crate::router::Router;
 use crate::shard::{self, Shard, ShardMsg};
+
+/// Which metadata store backs the broker.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// The single node's own store, in `<data-dir>/meta`.
+    Embedded,
+    /// A cluster's etcd.
+    Etcd { endpoints: Vec<String>, prefix: String },
+}
 
 pub struct ServerOptions {
     pub listen: SocketAddr,
@@ -35,110 +50,152 @@ pub struct ServerOptions {
     pub retention_check_interval: Duration,
     pub group_timing: GroupTiming,
     pub config: BrokerConfig,
+    pub store: StoreChoice,
+    pub cluster: ClusterConfig,
 }
 
-const CLUSTER_ID_KEY: &str = "/cluster/id";
+/// File descriptors kept for everything but partition logs (connections are
+/// bounded separately, by `max.connections`).
+const FDS_RESERVED: u64 = 1024;
+/// Descriptors one partition replica holds open: its active segment twice
+/// (read side and io_uring write side) and, on average, a sealed segment.
+const FDS_PER_PARTITION: u64 = 3;
 
-/// Runs the broker until SIGTERM or SIGINT. `on_listening` gets the bound
-/// address once every shard is accepting.
+/// Runs the broker until SIGTERM or SIGINT.
 pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
     let _lock = lock_data_dir(&opts.data_dir)?;
-    raise_fd_limit();
+    let fd_limit = raise_fd_limit();
+    let partition_capacity = (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
 
-    let setup = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let store: Arc<dyn MetaStore> =
-        Arc::new(EmbeddedStore::open(&opts.data_dir.join("meta")).context("opening the metadata store")?);
-    let mut config = opts.config.clone();
-    let defaults = config.topic_defaults.clone();
-    let (catalog, cluster_id, committed) = setup.block_on(async {
-        let catalog = Controller::load_catalog(&store, &defaults).await?;
-        let id = cluster_id(&store).await?;
-        let committed = crate::group::offsets::load_all(&store).await?;
-        anyhow::Ok((catalog, id, committed))
-    })?;
-    // Each shard gets the committed offsets of the groups it coordinates.
-    let mut committed_by_shard: Vec<HashMap<String, GroupOffsets>> = (0..opts.shards).map(|_| HashMap::new()).collect();
-    for (group, offsets) in committed {
-        committed_by_shard[crate::group::owner_shard(&group, opts.shards)].insert(group, offsets);
-    }
-    config.cluster_id = cluster_id;
+    let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (store, keys): (Arc<dyn MetaStore>, Keys) = match &opts.store {
+        StoreChoice::Embedded => (
+            Arc::new(EmbeddedStore::open(&opts.data_dir.join("meta")).context("opening the metadata store")?),
+            Keys::new(""),
+        ),
+        StoreChoice::Etcd { endpoints, prefix } => {
+            (control.block_on(crate::etcd::connect(endpoints))?, Keys::new(prefix))
+        }
+    };
+    let prepared = control.block_on(format::prepare(&*store, &keys, &opts.data_dir, opts.config.node_id))?;
 
     let listeners = bind_listeners(opts.listen, opts.shards)?;
     let bound = listeners[0].local_addr()?;
+    let mut config = opts.config.clone();
+    config.cluster_id = prepared.cluster_id;
     if config.advertised_port == 0 {
         config.advertised_port = bound.port();
     }
     let config = Arc::new(config);
+    let cluster = Cluster::new(store.clone(), keys.clone(), opts.cluster.clone(), opts.shards);
+    let record = BrokerRecord {
+        node_id: config.node_id,
+        host: config.advertised_host.clone(),
+        port: config.advertised_port,
+        rack: opts.cluster.rack.clone(),
+        shards: opts.shards as u16,
+        started_ms: laminar_engine::log::now_ms(),
+        data_dir_id: prepared.data_dir_id,
+        partition_capacity,
+        build: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    control.block_on(membership::register(&cluster, &record, Duration::from_secs(60)))?;
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (serving_tx, serving_rx) = watch::channel(false);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..opts.shards).map(|_| mpsc::unbounded_channel()).unzip();
     let router = Router::new(senders);
-    let catalog = Arc::new(ArcSwap::from_pointee(catalog));
-    let controller = Arc::new(Controller::new(store.clone(), catalog.clone(), router.clone(), defaults));
-    let producer_ids = Arc::new(crate::producer_ids::ProducerIds::new(store.clone()));
+    let admin = Arc::new(Admin {
+        cluster: cluster.clone(),
+        topic_defaults: config.topic_defaults.clone(),
+        default_replication_factor: config.default_replication_factor,
+    });
+    let producer_ids = Arc::new(crate::producer_ids::ProducerIds::new(store.clone(), keys.producer_ids()));
 
     let cores = if opts.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
-    let (ready_tx, ready_rx) = std_mpsc::channel::<anyhow::Result<()>>();
+    let (started_tx, started_rx) = std_mpsc::channel::<anyhow::Result<()>>();
     let mut threads = Vec::new();
-    let shard_inputs = receivers.into_iter().zip(listeners).zip(committed_by_shard);
-    for (id, ((rx, listener), committed)) in shard_inputs.enumerate() {
+    for (id, (rx, listener)) in receivers.into_iter().zip(listeners).enumerate() {
         let core = if cores.is_empty() { None } else { Some(cores[id % cores.len()]) };
         let ctx = Ctx {
-            shard_id: id,
             router: router.clone(),
-            catalog: catalog.clone(),
-            controller: controller.clone(),
+            cluster: cluster.clone(),
+            admin: admin.clone(),
             config: config.clone(),
             producer_ids: producer_ids.clone(),
         };
-        let data_dir = opts.data_dir.clone();
-        let retention = opts.retention_check_interval;
-        let ready = ready_tx.clone();
-        let shards = opts.shards;
-        let (store, timing) = (store.clone(), opts.group_timing);
+        let (data_dir, shard_cluster, retention) =
+            (opts.data_dir.clone(), cluster.clone(), opts.retention_check_interval);
+        let (started, timing, serving) = (started_tx.clone(), opts.group_timing, serving_rx.clone());
+        let (store, keys) = (store.clone(), keys.clone());
         let t = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
             tokio_uring::start(async move {
                 // Rc state is made here, on the shard's own thread.
-                let writer = OffsetWriter::new(store);
+                let writer = OffsetWriter::new(store, keys);
                 tokio_uring::spawn(writer.clone().run());
-                let groups = Rc::new(RefCell::new(GroupManager::new(timing, writer, committed)));
-                let shard = Shard::new(id, shards, data_dir, retention);
-                run_shard(ctx, shard, groups, rx, listener, ready).await
+                let groups = Rc::new(RefCell::new(GroupManager::new(timing, writer)));
+                let shard = Shard::new(id, data_dir, shard_cluster, retention);
+                run_shard(ctx, shard, groups, rx, listener, started, serving).await
             });
         })?;
         threads.push(t);
     }
-    drop(ready_tx);
+    drop(started_tx);
     for _ in 0..opts.shards {
-        match ready_rx.recv() {
+        match started_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                shutdown(&setup, &router);
+                shutdown_shards(&control, &router);
                 return Err(e);
             }
             Err(_) => anyhow::bail!("a shard thread died while starting"),
         }
     }
-    // Tests and scripts read this line to learn the port.
-    println!("listening on {bound}");
-    tracing::info!(%bound, shards = opts.shards, data_dir = %opts.data_dir.display(), "laminar is serving");
 
-    setup.block_on(wait_for_signal())?;
-    tracing::info!("shutting down: flushing logs");
-    shutdown(&setup, &router);
+    let reconciler =
+        Reconciler::new(cluster.clone(), router.clone(), opts.data_dir.clone(), config.topic_defaults.clone());
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let result = control.block_on(async {
+        tokio::spawn(membership::maintain(cluster.clone(), record, shutdown_rx.clone()));
+        tokio::spawn(metadata::follow(cluster.clone()));
+        tokio::spawn(controller::run(cluster.clone(), shutdown_rx.clone()));
+        tokio::spawn(reconciler.run(ready_tx, shutdown_rx.clone()));
+        let signal = wait_for_signal();
+        tokio::pin!(signal);
+        tokio::select! {
+            r = ready_rx => r.context("the reconciler stopped before the broker was ready")?,
+            r = &mut signal => {
+                r?;
+                return anyhow::Ok(false);
+            }
+        }
+        let _ = serving_tx.send(true);
+        // Tests and scripts read this line to learn the port.
+        println!("listening on {bound}");
+        tracing::info!(%bound, shards = opts.shards, data_dir = %opts.data_dir.display(),
+            node_id = config.node_id, incarnation = cluster.incarnation(), "laminar is serving");
+        signal.await?;
+        anyhow::Ok(true)
+    });
+    tracing::info!("shutting down: leaving the cluster and flushing logs");
+    let _ = shutdown_tx.send(true);
+    control.block_on(membership::leave(&cluster));
+    shutdown_shards(&control, &router);
     for t in threads {
         let _ = t.join();
     }
+    result?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
 /// Asks every shard to close its logs (flush + fsync), and waits for them.
-fn shutdown(rt: &tokio::runtime::Runtime, router: &Router) {
+fn shutdown_shards(rt: &tokio::runtime::Runtime, router: &Router) {
     rt.block_on(async {
         let mut waits = Vec::new();
         for shard in 0..router.shards() {
@@ -159,40 +216,32 @@ async fn run_shard(
     groups: crate::group::manager::SharedGroups,
     rx: mpsc::UnboundedReceiver<ShardMsg>,
     listener: TcpListener,
-    ready: std_mpsc::Sender<anyhow::Result<()>>,
+    started: std_mpsc::Sender<anyhow::Result<()>>,
+    serving: watch::Receiver<bool>,
 ) {
     let shard = Rc::new(RefCell::new(shard));
-    // Open this shard's partitions (recovery runs here, per partition).
-    let opened = {
-        let catalog = ctx.catalog.load();
-        let mut s = shard.borrow_mut();
-        catalog
-            .topics
-            .values()
-            .try_for_each(|meta| s.open_partitions(meta, 0..meta.record.partitions))
-            .map_err(|e| anyhow::anyhow!("opening partitions on shard {}: {}", ctx.shard_id, e.message))
-    };
-    let listener = match opened.and_then(|()| {
-        listener.set_nonblocking(true)?;
-        Ok(tokio::net::TcpListener::from_std(listener)?)
-    }) {
+    let listener = match listener.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(listener)) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(Err(e));
+            let _ = started.send(Err(e.into()));
             return;
         }
     };
     let ctx = Rc::new(ctx);
     tokio_uring::spawn(shard::run_upkeep(shard.clone()));
     tokio_uring::spawn(crate::group::manager::run_ticker(groups.clone()));
-    tokio_uring::spawn(accept_loop(listener, ctx.clone()));
-    let _ = ready.send(Ok(()));
+    tokio_uring::spawn(accept_loop(listener, ctx.clone(), serving));
+    let _ = started.send(Ok(()));
     // The shard lives as long as its mailbox loop; returning ends the runtime
     // and with it every connection task of this shard.
     shard::run_mailbox(shard, groups, rx).await;
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, ctx: Rc<Ctx>) {
+async fn accept_loop(listener: tokio::net::TcpListener, ctx: Rc<Ctx>, mut serving: watch::Receiver<bool>) {
+    // Connections wait in the listen backlog until the broker is ready.
+    if serving.wait_for(|s| *s).await.is_err() {
+        return;
+    }
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -237,26 +286,29 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Many client connections each need a descriptor; take the hard limit.
-fn raise_fd_limit() {
+/// Raises RLIMIT_NOFILE as far as allowed: to the system's ceiling
+/// (`/proc/sys/fs/nr_open`) when privileged, else to the hard limit. Returns
+/// the limit in force, which sizes the partition budget.
+fn raise_fd_limit() -> u64 {
+    let ceiling: u64 =
+        std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1 << 20);
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain getrlimit/setrlimit on our own process.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        let want = libc::rlimit { rlim_cur: ceiling, rlim_max: ceiling.max(lim.rlim_max) };
+        if want.rlim_cur > lim.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+            return want.rlim_cur;
+        }
+        if lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
-}
-
-/// The cluster id is made once and kept in the metadata store.
-async fn cluster_id(store: &Arc<dyn MetaStore>) -> anyhow::Result<String> {
-    if let Some(v) = store.get(CLUSTER_ID_KEY).await? {
-        return Ok(String::from_utf8(v.value)?);
-    }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    store.put(CLUSTER_ID_KEY, id.clone().into_bytes()).await?;
-    Ok(id)
+    lim.rlim_cur
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -280,12 +332,7 @@ pub fn parse_topic_defaults(pairs: &[String]) -> anyhow::Result<BTreeMap<String,
         out.insert(k, v.trim().to_string());
     }
     crate::topic_config::log_config(&BTreeMap::new(), &out).map_err(|e| anyhow::anyhow!("topic defaults: {e}"))?;
+    crate::topic_config::min_insync_replicas(&BTreeMap::new(), &out)
+        .map_err(|e| anyhow::anyhow!("topic defaults: {e}"))?;
     Ok(out)
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn is<T: Send + Sync>() {}
-    is::<Controller>();
-    is::<Catalog>();
 }

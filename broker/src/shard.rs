@@ -1,24 +1,32 @@
 //! A shard: one pinned thread with its own io_uring runtime that owns a set of
-//! partition logs. Work for its partitions arrives through its mailbox
-//! (`ShardMsg`); connections on any shard post there. Owned state is `Rc`, so
-//! nothing here can be touched from another thread by construction.
+//! partition replicas and consumer groups. Work for them arrives through its
+//! mailbox (`ShardMsg`); connections on any shard post there, and the control
+//! thread's reconciler tells it which replicas to hold and in which role.
+//! Owned state is `Rc`, so nothing here can be touched from another thread by
+//! construction.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use laminar_engine::{AppendInfo, FileSlice, LogWatch, PartitionLog};
-use tokio::sync::{mpsc, oneshot};
+use laminar_coord::cluster::{PartitionRecord, Stored};
+use laminar_engine::{AppendInfo, FileSlice, LogConfig, LogWatch, PartitionLog};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::catalog::TopicMeta;
+use crate::cluster::Cluster;
 use crate::errors::{self, KafkaError};
+use crate::partition_dirs;
 
 pub type Reply<T> = oneshot::Sender<Result<T, KafkaError>>;
+
+/// Partition logs one shard opens (recovers) at once; the rest wait. Opening
+/// is disk-bound and runs on blocking threads; this keeps a 10,000-partition
+/// create from starting 10,000 threads.
+const OPENS_IN_FLIGHT_MAX: usize = 8;
 
 /// What a fetch gets back for one partition.
 #[derive(Debug, Clone)]
@@ -28,6 +36,15 @@ pub struct PartitionRead {
     pub last_stable_offset: u64,
     pub log_start_offset: u64,
     pub watch: Arc<LogWatch>,
+}
+
+/// A replica this shard must hold, as the reconciler sees it.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub record: Arc<Stored<PartitionRecord>>,
+    pub config: LogConfig,
 }
 
 pub enum ShardMsg {
@@ -44,14 +61,18 @@ pub enum ShardMsg {
         offset: i64,
         max_bytes: u64,
         min_one: bool,
+        /// The client's view of the leader epoch (KIP-320), -1 if it sent none.
+        leader_epoch: i32,
         reply: Reply<PartitionRead>,
     },
-    /// Offset for a ListOffsets timestamp (-1 latest, -2 earliest, else by time).
+    /// Offset for a ListOffsets timestamp (-1 latest, -2 earliest, else by
+    /// time): (offset, timestamp, leader epoch).
     ListOffset {
         topic: Arc<str>,
         partition: i32,
         timestamp: i64,
-        reply: Reply<(i64, i64)>,
+        leader_epoch: i32,
+        reply: Reply<(i64, i64, i32)>,
     },
     DeleteRecords {
         topic: Arc<str>,
@@ -59,19 +80,19 @@ pub enum ShardMsg {
         offset: i64,
         reply: Reply<u64>,
     },
-    /// Open (creating if needed) the partitions of `meta` in `partitions` that this shard owns.
-    OpenPartitions {
-        meta: Arc<TopicMeta>,
-        partitions: Range<i32>,
-        reply: Reply<()>,
+    /// Hold (opening if needed) this replica in the role its record says.
+    /// Answered once the log is open (or has failed to open).
+    Assign {
+        assignment: Assignment,
+        reply: oneshot::Sender<()>,
     },
-    RemoveTopic {
-        name: String,
-        reply: Reply<()>,
-    },
-    SetConfig {
-        meta: Arc<TopicMeta>,
-        reply: Reply<()>,
+    /// Stop holding a replica; `delete` removes its data (the topic is gone
+    /// or the replica moved to another broker).
+    Unassign {
+        topic: Arc<str>,
+        partition: i32,
+        delete: bool,
+        reply: oneshot::Sender<()>,
     },
     Group(crate::group::GroupMsg),
     Shutdown {
@@ -79,63 +100,268 @@ pub enum ShardMsg {
     },
 }
 
+/// Why a replica cannot serve right now.
+#[derive(Clone)]
+enum Status {
+    /// Being recovered on a blocking thread.
+    Opening,
+    Online(PartitionLog),
+    /// Recovery or the disk failed: this partition is out, the rest serve.
+    Offline(String),
+}
+
+struct Replica {
+    /// Bumped by every (re)open, so a stale open's result is dropped.
+    generation: u64,
+    status: Status,
+    record: Arc<Stored<PartitionRecord>>,
+    config: LogConfig,
+    /// Set by an unassign that arrived while the log was opening.
+    closing: Option<bool>,
+}
+
 pub struct Shard {
     pub id: usize,
-    pub shards: usize,
     data_dir: PathBuf,
-    logs: HashMap<String, HashMap<i32, PartitionLog>>,
+    cluster: Arc<Cluster>,
+    replicas: HashMap<(Arc<str>, i32), Replica>,
+    next_generation: u64,
+    opens: Rc<Semaphore>,
     pub retention_check_interval: Duration,
 }
 
-pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{partition}"))
-}
+pub type SharedShard = Rc<RefCell<Shard>>;
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, data_dir: PathBuf, retention_check_interval: Duration) -> Self {
-        Shard { id, shards, data_dir, logs: HashMap::new(), retention_check_interval }
+    pub fn new(id: usize, data_dir: PathBuf, cluster: Arc<Cluster>, retention_check_interval: Duration) -> Self {
+        Shard {
+            id,
+            data_dir,
+            cluster,
+            replicas: HashMap::new(),
+            next_generation: 0,
+            opens: Rc::new(Semaphore::new(OPENS_IN_FLIGHT_MAX)),
+            retention_check_interval,
+        }
     }
 
-    fn log(&self, topic: &str, partition: i32) -> Result<PartitionLog, KafkaError> {
-        self.logs.get(topic).and_then(|p| p.get(&partition)).cloned().ok_or_else(|| {
-            KafkaError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, format!("{topic}-{partition} is not hosted here"))
+    fn replica(&self, topic: &str, partition: i32) -> Result<&Replica, KafkaError> {
+        self.replicas.get(&(Arc::from(topic), partition)).ok_or_else(|| {
+            KafkaError::new(
+                errors::NOT_LEADER_OR_FOLLOWER,
+                format!("{topic}-{partition} has no replica on this broker"),
+            )
         })
     }
 
-    /// Opens the partitions of `meta` within `range` that this shard owns.
-    pub fn open_partitions(&mut self, meta: &TopicMeta, range: Range<i32>) -> Result<(), KafkaError> {
-        for p in range {
-            if crate::router::owner_shard(&meta.name, p, self.shards) != self.id {
-                continue;
-            }
-            if self.logs.get(&meta.name).is_some_and(|m| m.contains_key(&p)) {
-                continue;
-            }
-            let dir = partition_dir(&self.data_dir, &meta.name, p);
-            let (log, report) = PartitionLog::open(&dir, meta.log_config.clone()).map_err(KafkaError::from)?;
-            if report.truncated_bytes > 0 {
-                tracing::warn!(
-                    partition = %format!("{}-{p}", meta.name),
-                    truncated_bytes = report.truncated_bytes,
-                    segments_dropped = report.segments_dropped,
-                    reason = report.truncation_reason.as_deref().unwrap_or(""),
-                    "recovery truncated a torn tail"
-                );
-            }
-            tracing::debug!(?report, "opened partition log");
-            self.logs.entry(meta.name.clone()).or_default().insert(p, log);
+    /// The log of a partition this broker leads now, or why not.
+    fn leader_log(&self, topic: &str, partition: i32, leader_epoch: i32) -> Result<PartitionLog, KafkaError> {
+        let r = self.replica(topic, partition)?;
+        let rec = &r.record.record;
+        let me = self.cluster.node_id();
+        if rec.leader != me || rec.leader_incarnation != self.cluster.incarnation() || !self.cluster.is_acting() {
+            return Err(KafkaError::new(
+                errors::NOT_LEADER_OR_FOLLOWER,
+                format!(
+                    "this broker does not lead {topic}-{partition} (leader {}, epoch {})",
+                    rec.leader, rec.leader_epoch
+                ),
+            ));
         }
-        Ok(())
+        check_epoch(leader_epoch, rec.leader_epoch)?;
+        match &r.status {
+            Status::Online(log) => Ok(log.clone()),
+            Status::Opening => Err(KafkaError::new(
+                errors::LEADER_NOT_AVAILABLE,
+                format!("{topic}-{partition} is still being recovered"),
+            )),
+            Status::Offline(why) => {
+                Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, format!("{topic}-{partition} is offline: {why}")))
+            }
+        }
     }
 
     fn all_logs(&self) -> Vec<PartitionLog> {
-        self.logs.values().flat_map(|m| m.values().cloned()).collect()
+        self.replicas
+            .values()
+            .filter_map(|r| match &r.status {
+                Status::Online(log) => Some(log.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// KIP-320: a client's leader epoch older than ours is fenced (its metadata
+/// is stale), a newer one means we are behind; -1 skips the check.
+fn check_epoch(client: i32, ours: i32) -> Result<(), KafkaError> {
+    if client < 0 || client == ours {
+        Ok(())
+    } else if client < ours {
+        Err(KafkaError::new(errors::FENCED_LEADER_EPOCH, format!("leader epoch {client} is older than {ours}")))
+    } else {
+        Err(KafkaError::new(errors::UNKNOWN_LEADER_EPOCH, format!("leader epoch {client} is newer than {ours}")))
+    }
+}
+
+/// Applies an assignment: a new replica is opened in the background; a known
+/// one takes its new record (role, epoch) and config at once.
+fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
+    let key = (a.topic.clone(), a.partition);
+    let mut s = shard.borrow_mut();
+    if let Some(r) = s.replicas.get_mut(&key) {
+        if r.record.record.topic_id == a.record.record.topic_id && r.closing.is_none() {
+            if let Status::Online(log) = &r.status {
+                if r.config != a.config {
+                    if let Err(e) = log.set_config(a.config.clone()) {
+                        tracing::error!(topic = %a.topic, partition = a.partition, "config not applied: {e}");
+                    }
+                }
+                log.set_leader_epoch(a.record.record.leader_epoch);
+            }
+            r.record = a.record;
+            r.config = a.config;
+            let _ = reply.send(());
+            return;
+        }
+    }
+    let generation = s.next_generation;
+    s.next_generation += 1;
+    let replaced = s.replicas.insert(
+        key.clone(),
+        Replica {
+            generation,
+            status: Status::Opening,
+            record: a.record.clone(),
+            config: a.config.clone(),
+            closing: None,
+        },
+    );
+    let dir = partition_dirs::path(&s.data_dir, &a.topic, a.partition);
+    let (opens, shard_id) = (s.opens.clone(), s.id);
+    drop(s);
+    let shard = shard.clone();
+    tokio_uring::spawn(async move {
+        // Another incarnation of the topic held this partition here: its log goes first.
+        if let Some(Replica { status: Status::Online(old), .. }) = replaced {
+            if let Err(e) = old.remove().await {
+                tracing::error!(dir = %dir.display(), "removing the previous topic's log failed: {e}");
+            }
+        }
+        let _permit = opens.acquire().await;
+        let topic_id = a.record.record.topic_id;
+        let config = a.config.clone();
+        let (d, c) = (dir.clone(), config.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            partition_dirs::prepare(&d, topic_id)?;
+            PartitionLog::recover(&d, c).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        // Settled under the borrow; anything that awaits runs after it.
+        let unwanted = {
+            let mut s = shard.borrow_mut();
+            let Some(r) = s.replicas.get_mut(&key).filter(|r| r.generation == generation) else {
+                return; // unassigned and reassigned meanwhile: a newer open owns it
+            };
+            match opened {
+                Ok((recovered, report)) => {
+                    if report.truncated_bytes > 0 {
+                        tracing::warn!(
+                            partition = %format!("{}-{}", a.topic, a.partition),
+                            truncated_bytes = report.truncated_bytes,
+                            segments_dropped = report.segments_dropped,
+                            reason = report.truncation_reason.as_deref().unwrap_or(""),
+                            "recovery truncated a torn tail"
+                        );
+                    }
+                    tracing::debug!(?report, "opened partition log");
+                    let log = PartitionLog::from_recovered(recovered);
+                    log.set_leader_epoch(r.record.record.leader_epoch);
+                    match r.closing.take() {
+                        Some(delete) => {
+                            s.replicas.remove(&key);
+                            Some((log, delete))
+                        }
+                        None => {
+                            r.status = Status::Online(log);
+                            None
+                        }
+                    }
+                }
+                Err(why) => {
+                    // One damaged partition must not stop the broker: it goes
+                    // offline, loudly, and the rest serve.
+                    tracing::error!(
+                        partition = %format!("{}-{}", a.topic, a.partition),
+                        dir = %dir.display(),
+                        shard = shard_id,
+                        "partition offline: {why}"
+                    );
+                    if r.closing.is_some() {
+                        s.replicas.remove(&key);
+                    } else {
+                        r.status = Status::Offline(why);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some((log, delete)) = unwanted {
+            close_or_remove(log, delete).await;
+        }
+        let _ = reply.send(());
+    });
+}
+
+async fn close_or_remove(log: PartitionLog, delete: bool) {
+    let dir = log.dir();
+    let r = if delete { log.remove().await } else { log.close().await };
+    if let Err(e) = r {
+        tracing::error!(dir = %dir.display(), delete, "closing a replica failed: {e}");
+    }
+}
+
+fn unassign(shard: &SharedShard, topic: Arc<str>, partition: i32, delete: bool, reply: oneshot::Sender<()>) {
+    let key = (topic, partition);
+    let mut s = shard.borrow_mut();
+    let Some(r) = s.replicas.get_mut(&key) else {
+        let _ = reply.send(());
+        return;
+    };
+    match &r.status {
+        Status::Opening => {
+            // The open task finishes the job when the log is recovered.
+            r.closing = Some(delete);
+            let _ = reply.send(());
+        }
+        Status::Online(log) => {
+            let log = log.clone();
+            s.replicas.remove(&key);
+            drop(s);
+            tokio_uring::spawn(async move {
+                close_or_remove(log, delete).await;
+                let _ = reply.send(());
+            });
+        }
+        Status::Offline(_) => {
+            let dir = partition_dirs::path(&s.data_dir, &key.0, key.1);
+            s.replicas.remove(&key);
+            drop(s);
+            tokio_uring::spawn(async move {
+                if delete {
+                    let _ = tokio::task::spawn_blocking(move || laminar_engine::log::remove_log_dir(&dir)).await;
+                }
+                let _ = reply.send(());
+            });
+        }
     }
 }
 
 /// The shard's mailbox loop: runs until Shutdown.
 pub async fn run_mailbox(
-    shard: Rc<RefCell<Shard>>,
+    shard: SharedShard,
     groups: crate::group::manager::SharedGroups,
     mut rx: mpsc::UnboundedReceiver<ShardMsg>,
 ) {
@@ -143,7 +369,7 @@ pub async fn run_mailbox(
         match msg {
             ShardMsg::Group(m) => crate::group::manager::handle(&groups, m),
             ShardMsg::Produce { topic, partition, batches, sync, reply } => {
-                let log = shard.borrow().log(&topic, partition);
+                let log = shard.borrow().leader_log(&topic, partition, -1);
                 match log {
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -158,16 +384,23 @@ pub async fn run_mailbox(
                     }
                 }
             }
-            ShardMsg::Read { topic, partition, offset, max_bytes, min_one, reply } => {
-                let r = shard.borrow().log(&topic, partition).and_then(|log| read(&log, offset, max_bytes, min_one));
+            ShardMsg::Read { topic, partition, offset, max_bytes, min_one, leader_epoch, reply } => {
+                let r = shard
+                    .borrow()
+                    .leader_log(&topic, partition, leader_epoch)
+                    .and_then(|log| read(&log, offset, max_bytes, min_one));
                 let _ = reply.send(r);
             }
-            ShardMsg::ListOffset { topic, partition, timestamp, reply } => {
-                let r = shard.borrow().log(&topic, partition).and_then(|log| list_offset(&log, timestamp));
+            ShardMsg::ListOffset { topic, partition, timestamp, leader_epoch, reply } => {
+                let s = shard.borrow();
+                let r = s.leader_log(&topic, partition, leader_epoch).and_then(|log| {
+                    let epoch = s.replica(&topic, partition).map_or(-1, |r| r.record.record.leader_epoch);
+                    list_offset(&log, timestamp).map(|(o, t)| (o, t, epoch))
+                });
                 let _ = reply.send(r);
             }
             ShardMsg::DeleteRecords { topic, partition, offset, reply } => {
-                let log = shard.borrow().log(&topic, partition);
+                let log = shard.borrow().leader_log(&topic, partition, -1);
                 tokio_uring::spawn(async move {
                     let r = match log {
                         Ok(log) => {
@@ -179,40 +412,19 @@ pub async fn run_mailbox(
                     let _ = reply.send(r);
                 });
             }
-            ShardMsg::OpenPartitions { meta, partitions, reply } => {
-                let r = shard.borrow_mut().open_partitions(&meta, partitions);
-                let _ = reply.send(r);
-            }
-            ShardMsg::RemoveTopic { name, reply } => {
-                let logs = shard.borrow_mut().logs.remove(&name);
-                tokio_uring::spawn(async move {
-                    let mut result = Ok(());
-                    for log in logs.into_iter().flat_map(|m| m.into_values()) {
-                        if let Err(e) = log.remove().await {
-                            result = Err(KafkaError::from(e));
-                        }
-                    }
-                    let _ = reply.send(result);
-                });
-            }
-            ShardMsg::SetConfig { meta, reply } => {
-                let logs: Vec<PartitionLog> =
-                    shard.borrow().logs.get(&meta.name).map(|m| m.values().cloned().collect()).unwrap_or_default();
-                let mut r = Ok(());
-                for log in logs {
-                    if let Err(e) = log.set_config(meta.log_config.clone()) {
-                        r = Err(KafkaError::new(errors::INVALID_CONFIG, e));
-                    }
-                }
-                let _ = reply.send(r);
-            }
+            ShardMsg::Assign { assignment, reply } => assign(&shard, assignment, reply),
+            ShardMsg::Unassign { topic, partition, delete, reply } => unassign(&shard, topic, partition, delete, reply),
             ShardMsg::Shutdown { reply } => {
                 let logs = shard.borrow().all_logs();
-                for log in logs {
-                    if let Err(e) = log.close().await {
-                        tracing::error!(dir = %log.dir().display(), "close failed: {e}");
-                    }
-                }
+                let closes: Vec<_> = logs
+                    .into_iter()
+                    .map(|log| async move {
+                        if let Err(e) = log.close().await {
+                            tracing::error!(dir = %log.dir().display(), "close failed: {e}");
+                        }
+                    })
+                    .collect();
+                futures::future::join_all(closes).await;
                 let _ = reply.send(());
                 return;
             }
@@ -248,7 +460,7 @@ fn list_offset(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), KafkaEr
 }
 
 /// Background upkeep: `flush.ms` checks every 100 ms, retention at its interval.
-pub async fn run_upkeep(shard: Rc<RefCell<Shard>>) {
+pub async fn run_upkeep(shard: SharedShard) {
     let mut last_retention = std::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -20,6 +20,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("index.interval.bytes", "4096"),
     ("message.timestamp.before.max.ms", "9223372036854775807"),
     ("message.timestamp.after.max.ms", "3600000"),
+    ("min.insync.replicas", "1"),
 ];
 
 pub fn is_supported(name: &str) -> bool {
@@ -32,6 +33,24 @@ pub fn default_of(name: &str) -> Option<&'static str> {
 
 fn parse_i64(name: &str, v: &str) -> Result<i64, String> {
     v.trim().parse::<i64>().map_err(|_| format!("{name}: '{v}' is not an integer"))
+}
+
+/// `min.insync.replicas` (a broker-level setting, not the engine's): the
+/// fewest in-sync replicas an acks=all write needs.
+pub fn min_insync_replicas(
+    overrides: &BTreeMap<String, String>,
+    defaults: &BTreeMap<String, String>,
+) -> Result<i32, String> {
+    match overrides.get("min.insync.replicas").or_else(|| defaults.get("min.insync.replicas")) {
+        None => Ok(1),
+        Some(v) => {
+            let n = parse_i64("min.insync.replicas", v)?;
+            if !(1..=i16::MAX as i64).contains(&n) {
+                return Err("min.insync.replicas must be ≥ 1".into());
+            }
+            Ok(n as i32)
+        }
+    }
 }
 
 /// Builds the engine config from topic overrides over broker defaults.

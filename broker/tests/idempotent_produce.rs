@@ -54,9 +54,12 @@ fn init_producer_id_allocates_bumps_and_refuses_transactions() {
     let b = init(&mut s, 0, (-1, -1), None);
     assert_eq!((a.error_code, a.producer_epoch, b.error_code, b.producer_epoch), (0, 0, 0, 0));
     assert_ne!(a.producer_id, b.producer_id);
-    // KIP-360: the same id, next epoch.
+    // Naming an id (KIP-360's bump) gets a fresh id, never the named one at
+    // a higher epoch: without a transactional id nothing says the caller owns
+    // it, and a bump would fence its real owner (hardening issue, item 14).
     let bumped = init(&mut s, 4, (a.producer_id.0, 0), None);
-    assert_eq!((bumped.error_code, bumped.producer_id, bumped.producer_epoch), (0, a.producer_id, 1));
+    assert_eq!((bumped.error_code, bumped.producer_epoch), (0, 0));
+    assert!(bumped.producer_id != a.producer_id && bumped.producer_id != b.producer_id);
     let exhausted = init(&mut s, 4, (a.producer_id.0, i16::MAX - 1), None);
     assert_ne!(exhausted.producer_id, a.producer_id);
     assert_eq!(exhausted.producer_epoch, 0);
@@ -93,14 +96,16 @@ fn duplicates_gaps_and_fenced_epochs_survive_a_sigkill() {
     let mut s = l.connect();
     assert_eq!(produce(&mut s, pid, 0, 3, 2), (0, 3), "recognised after recovery");
     assert_eq!(produce(&mut s, pid, 0, 5, 1), (0, 5));
-    let bumped = init(&mut s, 4, (pid, 0), None);
-    assert_eq!(produce(&mut s, pid, bumped.producer_epoch, 0, 1), (0, 6));
+    // A newer epoch of the producer (as a transactional producer's bump makes)
+    // starts at sequence 0 and fences the older one.
+    let newer = 1;
+    assert_eq!(produce(&mut s, pid, newer, 0, 1), (0, 6));
     assert_eq!(produce(&mut s, pid, 0, 6, 1).0, 47, "INVALID_PRODUCER_EPOCH");
-    assert_eq!(produce(&mut s, pid, bumped.producer_epoch, 5, 1).0, 45);
+    assert_eq!(produce(&mut s, pid, newer, 5, 1).0, 45);
 
     l.restart(libc::SIGTERM);
     let mut s = l.connect();
     assert_eq!(produce(&mut s, pid, 0, 6, 1).0, 47, "fenced after a clean restart too");
-    assert_eq!(produce(&mut s, pid, bumped.producer_epoch, 0, 1), (0, 6));
-    assert_eq!(produce(&mut s, pid, bumped.producer_epoch, 1, 1), (0, 7));
+    assert_eq!(produce(&mut s, pid, newer, 0, 1), (0, 6));
+    assert_eq!(produce(&mut s, pid, newer, 1, 1), (0, 7));
 }

@@ -13,6 +13,7 @@
 //! `embedded::Inner::compact`; watches `watch.rs`; leases and elections
 //! `lease.rs`, `election.rs`. On-disk layout: `README.md` beside `src/`.
 
+pub mod cluster;
 mod codec;
 #[doc(hidden)]
 pub mod conformance;
@@ -20,6 +21,7 @@ mod embedded;
 mod error;
 mod files;
 mod journal;
+pub mod lease;
 mod limits;
 mod snapshot;
 pub mod watch;

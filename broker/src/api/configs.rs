@@ -56,8 +56,8 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let entries: Result<Vec<(String, String, i8, bool)>, KafkaError> = match r.resource_type {
-            RESOURCE_TOPIC => match ctx.catalog.load().get(&r.resource_name) {
-                Some(meta) => Ok(effective_configs(&meta.record.configs, ctx.controller.topic_defaults())
+            RESOURCE_TOPIC => match ctx.view().topic(&r.resource_name) {
+                Some(t) => Ok(effective_configs(&t.topic.record.configs, ctx.admin.topic_defaults())
                     .into_iter()
                     .map(|(n, v, src)| (n, v, src, false))
                     .collect()),
@@ -159,7 +159,7 @@ pub async fn alter(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handle
                 match bad {
                     Some(e) => Err(e),
                     None => {
-                        ctx.controller
+                        ctx.admin
                             .set_topic_configs(
                                 &topic,
                                 move |configs| {
@@ -196,8 +196,8 @@ pub async fn incremental_alter(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
                     .iter()
                     .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
                     .collect();
-                let defaults = ctx.controller.topic_defaults().clone();
-                ctx.controller
+                let defaults = ctx.admin.topic_defaults().clone();
+                ctx.admin
                     .set_topic_configs(
                         &topic,
                         move |configs| apply_incremental(configs, &ops, &defaults),

@@ -1,9 +1,11 @@
 //! CreateTopics (19), DeleteTopics (20), CreatePartitions (37): thin
-//! translations onto the controller, which validates, persists through
-//! `coord` and opens or removes partition logs on their owner shards.
+//! translations onto `cluster::admin`, which validates and writes the change
+//! to the metadata store; the controller places partitions and every broker
+//! follows, through its view.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -41,13 +43,16 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         if !t.assignments.is_empty() {
             results.push(error_result(
                 result,
-                KafkaError::new(errors::INVALID_REQUEST, "manual replica assignment is not supported on a single node"),
+                KafkaError::new(
+                    errors::INVALID_REQUEST,
+                    "manual replica assignment is not supported; placement is the controller's",
+                ),
             ));
             continue;
         }
         // -1 (v4+) asks for the broker defaults.
         let partitions = if t.num_partitions == -1 { ctx.config.default_partitions } else { t.num_partitions };
-        let replication = if t.replication_factor == -1 { 1 } else { t.replication_factor };
+        let replication = t.replication_factor;
         let mut configs = BTreeMap::new();
         let mut bad = None;
         for c in t.configs {
@@ -64,9 +69,13 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             results.push(error_result(result, e));
             continue;
         }
-        match ctx.controller.create_topic(&name, partitions, replication, configs, req.validate_only).await {
-            Ok(meta) => {
-                let configs = effective_configs(&meta.record.configs, ctx.controller.topic_defaults())
+        match ctx
+            .admin
+            .create_topic(&name, partitions, replication, configs, req.validate_only, wait(req.timeout_ms))
+            .await
+        {
+            Ok(created) => {
+                let configs = effective_configs(&created.configs, ctx.admin.topic_defaults())
                     .into_iter()
                     .map(|(name, value, source)| {
                         CreatableTopicConfigs::default()
@@ -77,9 +86,9 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                     .collect();
                 results.push(
                     result
-                        .with_topic_id(meta.record.id)
-                        .with_num_partitions(meta.record.partitions)
-                        .with_replication_factor(1)
+                        .with_topic_id(created.id)
+                        .with_num_partitions(created.partitions)
+                        .with_replication_factor(created.replication_factor)
                         .with_configs(Some(configs)),
                 );
             }
@@ -87,6 +96,15 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         }
     }
     respond(header, &CreateTopicsResponse::default().with_topics(results))
+}
+
+/// How long a request waits for its change to show, from its `timeout_ms`.
+fn wait(timeout_ms: i32) -> Duration {
+    if timeout_ms > 0 {
+        Duration::from_millis(timeout_ms as u64)
+    } else {
+        crate::cluster::admin::DEFAULT_WAIT
+    }
 }
 
 fn error_result(r: CreatableTopicResult, e: KafkaError) -> CreatableTopicResult {
@@ -128,17 +146,15 @@ pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         let resolved = match (&name, id.is_nil()) {
             (Some(n), _) => Ok(n.clone()),
             (None, false) => ctx
-                .catalog
-                .load()
-                .by_id
-                .get(&id)
-                .map(|m| m.name.clone())
+                .view()
+                .topic_by_id(&id)
+                .map(|t| t.name.clone())
                 .ok_or_else(|| KafkaError::new(errors::UNKNOWN_TOPIC_ID, format!("no topic with id {id}"))),
             (None, true) => Err(KafkaError::new(errors::INVALID_REQUEST, "neither topic name nor id given")),
         };
         let r = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(s(n)))).with_topic_id(id);
         let outcome = match resolved {
-            Ok(n) => ctx.controller.delete_topic(&n).await.map(|id| (n, id)),
+            Ok(n) => ctx.admin.delete_topic(&n, wait(req.timeout_ms)).await.map(|id| (n, id)),
             Err(e) => Err(e),
         };
         responses.push(match outcome {
@@ -155,9 +171,12 @@ pub async fn create_partitions(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
     for t in req.topics {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            Err(KafkaError::new(errors::INVALID_REQUEST, "manual replica assignment is not supported on a single node"))
+            Err(KafkaError::new(
+                errors::INVALID_REQUEST,
+                "manual replica assignment is not supported; placement is the controller's",
+            ))
         } else {
-            ctx.controller.create_partitions(&t.name.0, t.count, req.validate_only).await
+            ctx.admin.create_partitions(&t.name.0, t.count, req.validate_only, wait(req.timeout_ms)).await
         };
         results.push(match outcome {
             Ok(()) => r,

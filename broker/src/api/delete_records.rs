@@ -15,20 +15,18 @@ use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: DeleteRecordsRequest = decode(header, body)?;
-    let catalog = ctx.catalog.load();
+    let view = ctx.view();
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name: std::sync::Arc<str> = std::sync::Arc::from(t.name.0.as_str());
         let mut parts = Vec::new();
         for p in t.partitions {
             let index = p.partition_index;
-            let pending: Pending<u64> = if !catalog.has_partition(&name, index) {
-                Err(KafkaError::unknown_partition(&name, index))
-            } else if p.offset < -1 {
+            let pending: Pending<u64> = if p.offset < -1 {
                 Err(KafkaError::new(errors::OFFSET_OUT_OF_RANGE, format!("offset {} is invalid", p.offset)))
             } else {
                 let topic = name.clone();
-                ctx.router.ask_owner(&name, index, |reply| ShardMsg::DeleteRecords {
+                ctx.ask_partition(&view, &name, index, |reply| ShardMsg::DeleteRecords {
                     topic,
                     partition: index,
                     offset: p.offset,

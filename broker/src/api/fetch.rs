@@ -31,6 +31,8 @@ struct Wanted {
     partition: i32,
     offset: i64,
     partition_max_bytes: u64,
+    /// The client's leader epoch (v9+, KIP-320), -1 if none.
+    leader_epoch: i32,
 }
 
 type PartResult = Result<PartitionRead, KafkaError>;
@@ -50,6 +52,7 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 partition: p.partition,
                 offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes.max(0) as u64,
+                leader_epoch: if version >= 9 { p.current_leader_epoch } else { -1 },
             });
         }
     }
@@ -70,19 +73,17 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
 
 /// Asks every owner at once; answers come back in request order.
 async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted]) -> Vec<PartResult> {
-    let catalog = ctx.catalog.load();
+    let view = ctx.view();
     let pending: Vec<Pending<PartitionRead>> = wanted
         .iter()
         .map(|w| {
-            if !catalog.has_partition(&w.topic, w.partition) {
-                return Err(KafkaError::unknown_partition(&w.topic, w.partition));
-            }
-            ctx.router.ask_owner(&w.topic, w.partition, |reply| ShardMsg::Read {
+            ctx.ask_partition(&view, &w.topic, w.partition, |reply| ShardMsg::Read {
                 topic: w.topic.clone(),
                 partition: w.partition,
                 offset: w.offset,
                 max_bytes: w.partition_max_bytes,
                 min_one: true,
+                leader_epoch: w.leader_epoch,
                 reply,
             })
         })
@@ -253,9 +254,9 @@ mod tests {
     fn hand_encoded_response_decodes_with_the_codec() {
         for version in 4..=12i16 {
             let wanted = vec![
-                Wanted { topic: Arc::from("a"), partition: 0, offset: 0, partition_max_bytes: 100 },
-                Wanted { topic: Arc::from("a"), partition: 1, offset: 0, partition_max_bytes: 100 },
-                Wanted { topic: Arc::from("bb"), partition: 3, offset: 0, partition_max_bytes: 100 },
+                Wanted { topic: Arc::from("a"), partition: 0, offset: 0, partition_max_bytes: 100, leader_epoch: -1 },
+                Wanted { topic: Arc::from("a"), partition: 1, offset: 0, partition_max_bytes: 100, leader_epoch: -1 },
+                Wanted { topic: Arc::from("bb"), partition: 3, offset: 0, partition_max_bytes: 100, leader_epoch: -1 },
             ];
             let results: Vec<PartResult> = vec![
                 Err(KafkaError::new(errors::OFFSET_OUT_OF_RANGE, "x")),

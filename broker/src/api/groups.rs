@@ -19,15 +19,24 @@ use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors;
 use crate::group::{self, GroupMsg, JoinArgs, SyncArgs};
+use crate::placement;
 use crate::shard::ShardMsg;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// Sends `msg` to the group's owner shard and waits for its answer.
+/// Sends `msg` to the shard holding the group, if this broker coordinates
+/// it, and waits for the answer. NOT_COORDINATOR sends the client back to
+/// FindCoordinator; the group's shard checks again (the view may be ahead of
+/// what the shard has loaded).
 pub(crate) async fn ask<T>(ctx: &Ctx, group: &str, msg: impl FnOnce(oneshot::Sender<T>) -> GroupMsg) -> Result<T, i16> {
+    match placement::coordinator(&ctx.view(), group) {
+        Some(node) if node == ctx.cluster.node_id() => {}
+        Some(_) => return Err(errors::NOT_COORDINATOR),
+        None => return Err(errors::COORDINATOR_NOT_AVAILABLE),
+    }
     let (tx, rx) = oneshot::channel();
-    let shard = group::owner_shard(group, ctx.router.shards());
+    let shard = placement::group_shard(group, ctx.router.shards());
     ctx.router.send(shard, ShardMsg::Group(msg(tx))).map_err(|_| errors::COORDINATOR_NOT_AVAILABLE)?;
     rx.await.map_err(|_| errors::COORDINATOR_NOT_AVAILABLE)
 }
@@ -204,7 +213,7 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
         let id = g.0.to_string();
-        let d = ask(ctx, &id, |reply| GroupMsg::Describe { group: id.clone(), reply }).await;
+        let d = ask(ctx, &id, |reply| GroupMsg::Describe { group: id.clone(), reply }).await.and_then(|r| r);
         let entry = DescribedGroup::default().with_group_id(g);
         groups.push(match d {
             Err(code) => entry.with_error_code(code),

@@ -27,8 +27,9 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerRe
         // v3+: both are -1 (new producer) or both set (epoch bump, KIP-360).
         Err(errors::INVALID_REQUEST)
     } else {
-        let current = (pid != -1).then_some((pid, epoch));
-        ctx.producer_ids.init(current).await.map_err(|e| {
+        // A v3+ request naming its id and epoch (KIP-360) gets a fresh id
+        // too: see `ProducerIds::init` for why.
+        ctx.producer_ids.init().await.map_err(|e| {
             tracing::warn!("InitProducerId: {e}");
             // Retriable for every client: the store may be back on the next try.
             errors::COORDINATOR_NOT_AVAILABLE

@@ -10,13 +10,12 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestH
 
 use super::{decode, respond, HandlerResult};
 use crate::context::Ctx;
-use crate::errors::KafkaError;
 use crate::router::{answer, Pending};
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: ListOffsetsRequest = decode(header, body)?;
-    let catalog = ctx.catalog.load();
+    let view = ctx.view();
     // Post every lookup first, then collect: owners work in parallel.
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -24,17 +23,16 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let index = p.partition_index;
-            let pending: Pending<(i64, i64)> = if catalog.has_partition(&name, index) {
-                let topic = name.clone();
-                ctx.router.ask_owner(&name, index, |reply| ShardMsg::ListOffset {
+            let topic = name.clone();
+            let pending: Pending<(i64, i64, i32)> =
+                ctx.ask_partition(&view, &name, index, |reply| ShardMsg::ListOffset {
                     topic,
                     partition: index,
                     timestamp: p.timestamp,
+                    // v4+ carries the client's leader epoch (KIP-320).
+                    leader_epoch: if header.request_api_version >= 4 { p.current_leader_epoch } else { -1 },
                     reply,
-                })
-            } else {
-                Err(KafkaError::unknown_partition(&name, index))
-            };
+                });
             parts.push((index, pending));
         }
         topics.push((t.name, parts));
@@ -47,10 +45,10 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             let r = ListOffsetsPartitionResponse::default().with_partition_index(index);
             partitions.push(match result {
                 // leader_epoch exists from v4; the codec refuses it set earlier.
-                Ok((offset, timestamp)) => {
+                Ok((offset, timestamp, epoch)) => {
                     let r = r.with_offset(offset).with_timestamp(timestamp);
                     if header.request_api_version >= 4 {
-                        r.with_leader_epoch(0)
+                        r.with_leader_epoch(epoch)
                     } else {
                         r
                     }

@@ -1,17 +1,20 @@
-//! Metadata (3): brokers, controller, topics and partition leaders. Unknown
-//! topics are auto-created when both the request and `auto.create.topics.enable`
-//! allow it.
+//! Metadata (3): live brokers, the controller, topics and, per partition, its
+//! leader, leader epoch, replicas, ISR and offline replicas, all from the
+//! cluster view. Unknown topics are auto-created when both the request and
+//! `auto.create.topics.enable` allow it.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName};
+use laminar_coord::cluster::{ClusterView, TopicView};
 
 use super::{decode, respond, s, HandlerResult};
-use crate::catalog::TopicMeta;
+use crate::cluster::admin::DEFAULT_WAIT;
 use crate::context::Ctx;
 use crate::errors;
 
@@ -29,71 +32,103 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let mut topics = Vec::new();
     match wanted {
         None => {
-            let cat = ctx.catalog.load();
-            for name in cat.names() {
-                topics.push(topic_entry(ctx, &name, Ok(cat.get(&name).unwrap())));
+            let view = ctx.view();
+            for name in view.topic_names() {
+                topics.push(topic_entry(&view, &name, Ok(view.topic(&name).expect("listed"))));
             }
         }
         Some(names) => {
             for name in names {
-                let existing = ctx.catalog.load().get(&name).cloned();
+                let existing = ctx.view().topic(&name).cloned();
                 let entry = match existing {
-                    Some(meta) => topic_entry(ctx, &name, Ok(&meta)),
-                    None if allow_create => {
-                        let created = ctx
-                            .controller
-                            .create_topic(&name, ctx.config.default_partitions, 1, Default::default(), false)
-                            .await;
-                        match created {
-                            Ok(meta) => topic_entry(ctx, &name, Ok(&meta)),
-                            // Lost a race with another creator: it exists now.
-                            Err(e) if e.code == errors::TOPIC_ALREADY_EXISTS => match ctx.catalog.load().get(&name) {
-                                Some(meta) => topic_entry(ctx, &name, Ok(meta)),
-                                None => topic_entry(ctx, &name, Err(errors::UNKNOWN_TOPIC_OR_PARTITION)),
-                            },
-                            Err(e) if e.code == errors::INVALID_TOPIC_EXCEPTION => {
-                                topic_entry(ctx, &name, Err(errors::INVALID_TOPIC_EXCEPTION))
-                            }
-                            Err(e) => {
-                                tracing::warn!(topic = %name, "auto-create failed: {}", e.message);
-                                topic_entry(ctx, &name, Err(e.code))
-                            }
-                        }
+                    Some(t) => topic_entry(&ctx.view(), &name, Ok(&t)),
+                    None if allow_create => auto_create(ctx, &name).await,
+                    None if crate::topic_name::validate(&name).is_err() => {
+                        topic_entry(&ctx.view(), &name, Err(errors::INVALID_TOPIC_EXCEPTION))
                     }
-                    None => topic_entry(ctx, &name, Err(errors::UNKNOWN_TOPIC_OR_PARTITION)),
+                    None => topic_entry(&ctx.view(), &name, Err(errors::UNKNOWN_TOPIC_OR_PARTITION)),
                 };
                 topics.push(entry);
             }
         }
     }
-    let cfg = &ctx.config;
+    let view = ctx.view();
+    let brokers = view
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.record.node_id))
+                .with_host(s(b.record.host.clone()))
+                .with_port(b.record.port as i32)
+                .with_rack(b.record.rack.clone().map(s))
+        })
+        .collect();
     let resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(cfg.node_id))
-            .with_host(s(cfg.advertised_host.clone()))
-            .with_port(cfg.advertised_port as i32)])
-        .with_cluster_id(Some(s(cfg.cluster_id.clone())))
-        .with_controller_id(BrokerId(cfg.node_id))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(s(ctx.config.cluster_id.clone())))
+        .with_controller_id(BrokerId(view.controller_id().unwrap_or(-1)))
         .with_topics(topics);
     respond(header, &resp)
 }
 
-fn topic_entry(ctx: &Ctx, name: &str, meta: Result<&std::sync::Arc<TopicMeta>, i16>) -> MetadataResponseTopic {
+async fn auto_create(ctx: &Ctx, name: &str) -> MetadataResponseTopic {
+    let created = ctx
+        .admin
+        .create_topic(
+            name,
+            ctx.config.default_partitions,
+            ctx.config.default_replication_factor,
+            Default::default(),
+            false,
+            DEFAULT_WAIT,
+        )
+        .await;
+    let view = ctx.view();
+    match created {
+        Ok(_) => match view.topic(name) {
+            Some(t) => topic_entry(&view, name, Ok(t)),
+            None => topic_entry(&view, name, Err(errors::LEADER_NOT_AVAILABLE)),
+        },
+        // Lost a race with another creator: it exists now.
+        Err(e) if e.code == errors::TOPIC_ALREADY_EXISTS => match view.topic(name) {
+            Some(t) => topic_entry(&view, name, Ok(t)),
+            None => topic_entry(&view, name, Err(errors::LEADER_NOT_AVAILABLE)),
+        },
+        Err(e) if e.code == errors::INVALID_TOPIC_EXCEPTION => topic_entry(&view, name, Err(e.code)),
+        Err(e) => {
+            tracing::warn!(topic = %name, "auto-create failed: {}", e.message);
+            // Retriable for clients: the next Metadata request tries again.
+            let code = if e.code == errors::REQUEST_TIMED_OUT { errors::LEADER_NOT_AVAILABLE } else { e.code };
+            topic_entry(&view, name, Err(code))
+        }
+    }
+}
+
+fn topic_entry(view: &ClusterView, name: &str, topic: Result<&Arc<TopicView>, i16>) -> MetadataResponseTopic {
     let t = MetadataResponseTopic::default().with_name(Some(TopicName(s(name))));
-    let meta = match meta {
-        Ok(m) => m,
+    let topic = match topic {
+        Ok(t) => t,
         Err(code) => return t.with_error_code(code),
     };
-    let me = BrokerId(ctx.config.node_id);
-    let partitions = (0..meta.record.partitions)
+    let partitions = (0..topic.partition_count())
         .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(me)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+            let entry = MetadataResponsePartition::default().with_partition_index(p);
+            let Some(stored) = topic.partition(p) else {
+                return entry.with_error_code(errors::LEADER_NOT_AVAILABLE).with_leader_id(BrokerId(-1));
+            };
+            let r = &stored.record;
+            let offline: Vec<BrokerId> =
+                r.replicas.iter().filter(|n| view.broker(**n).is_none()).map(|n| BrokerId(*n)).collect();
+            let code = if r.has_leader() { errors::NONE } else { errors::LEADER_NOT_AVAILABLE };
+            entry
+                .with_error_code(code)
+                .with_leader_id(BrokerId(r.leader))
+                .with_leader_epoch(r.leader_epoch)
+                .with_replica_nodes(r.replicas.iter().map(|n| BrokerId(*n)).collect())
+                .with_isr_nodes(r.isr.iter().map(|m| BrokerId(m.node)).collect())
+                .with_offline_replicas(offline)
         })
         .collect();
-    t.with_topic_id(meta.record.id).with_partitions(partitions)
+    t.with_topic_id(topic.id()).with_partitions(partitions)
 }

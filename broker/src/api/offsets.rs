@@ -24,7 +24,7 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: OffsetCommitRequest = decode(header, body)?;
     let group_id = req.group_id.0.to_string();
-    let catalog = ctx.catalog.load();
+    let view = ctx.view();
     let now = laminar_engine::log::now_ms();
     // (topic, partition) → code for partitions refused before reaching the group.
     let mut refused: Vec<(String, i32, i16)> = Vec::new();
@@ -32,7 +32,7 @@ pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     for t in &req.topics {
         let topic = t.name.0.to_string();
         for p in &t.partitions {
-            let code = if !catalog.has_partition(&topic, p.partition_index) {
+            let code = if !view.has_partition(&topic, p.partition_index) {
                 errors::UNKNOWN_TOPIC_OR_PARTITION
             } else if p.committed_metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES) {
                 errors::OFFSET_METADATA_TOO_LARGE
@@ -71,7 +71,10 @@ pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         }
     };
     results.extend(refused);
-    // Answer in request order, one topic entry per request topic.
+    // Answer in request order, one topic entry per request topic. A map, not
+    // a search per partition: a request may carry thousands of partitions.
+    let codes: std::collections::HashMap<(&str, i32), i16> =
+        results.iter().map(|(t, p, c)| ((t.as_str(), *p), *c)).collect();
     let topics = req
         .topics
         .iter()
@@ -80,10 +83,7 @@ pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = results
-                        .iter()
-                        .find(|(rt, rp, _)| *rt == *t.name.0 && *rp == p.partition_index)
-                        .map_or(errors::NONE, |r| r.2);
+                    let code = codes.get(&(t.name.0.as_str(), p.partition_index)).copied().unwrap_or(errors::NONE);
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)
@@ -98,16 +98,20 @@ pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
 type Fetched = Vec<(String, i32, Option<Committed>)>;
 
 async fn fetch_group(ctx: &Ctx, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Result<Fetched, i16> {
-    ask(ctx, group, |reply| GroupMsg::Fetch { group: group.to_string(), topics, reply }).await
+    ask(ctx, group, |reply| GroupMsg::Fetch { group: group.to_string(), topics, reply }).await.and_then(|r| r)
 }
 
 /// Groups (topic, partition, value) rows by topic, keeping first-seen order.
 fn by_topic<T>(rows: Vec<(String, i32, T)>) -> Vec<(String, Vec<(i32, T)>)> {
     let mut out: Vec<(String, Vec<(i32, T)>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (t, p, c) in rows {
-        match out.iter_mut().find(|(name, _)| *name == t) {
-            Some((_, parts)) => parts.push((p, c)),
-            None => out.push((t, vec![(p, c)])),
+        match index.get(&t) {
+            Some(&i) => out[i].1.push((p, c)),
+            None => {
+                index.insert(t.clone(), out.len());
+                out.push((t, vec![(p, c)]));
+            }
         }
     }
     out

@@ -21,7 +21,7 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let req: ProduceRequest = decode(header, body)?;
     let acks = req.acks;
     let sync = acks == -1 && ctx.config.fsync_on_acks_all;
-    let catalog = ctx.catalog.load();
+    let view = ctx.view();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         let name: Arc<str> = Arc::from(t.name.0.as_str());
@@ -29,12 +29,10 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         for p in t.partition_data {
             let pending: Pending<AppendInfo> = if !matches!(acks, -1..=1) {
                 Err(KafkaError::new(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}")))
-            } else if !catalog.has_partition(&name, p.index) {
-                Err(KafkaError::unknown_partition(&name, p.index))
             } else {
                 split(p.records.unwrap_or_default()).and_then(|batches| {
                     let topic = name.clone();
-                    ctx.router.ask_owner(&name, p.index, |reply| ShardMsg::Produce {
+                    ctx.ask_partition(&view, &name, p.index, |reply| ShardMsg::Produce {
                         topic,
                         partition: p.index,
                         batches,

@@ -1,16 +1,20 @@
 //! The groups one shard coordinates: membership state machines, committed
-//! offsets, and the timer that expires sessions and ends rebalances.
+//! offsets, and the timer that expires sessions and ends rebalances. Only
+//! groups of the coordinator slots this broker owns are held; a request for
+//! any other group is NOT_COORDINATOR, and the client finds the right broker.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use laminar_coord::cluster::group_slot;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
-use super::offsets::{self, GroupOffsets, OffsetWriter};
+use super::offsets::{GroupOffsets, OffsetWriter, WriteError};
 use super::state::{Group, GroupState, GroupTiming};
 use super::{CommitArgs, GroupDescription, GroupMsg};
 use crate::errors;
@@ -23,13 +27,31 @@ pub struct GroupManager {
     offsets: HashMap<String, GroupOffsets>,
     timing: GroupTiming,
     writer: OffsetWriter,
+    /// Coordinator slots owned, with the version of their record (the fence).
+    slots: BTreeMap<u32, u64>,
 }
 
 pub type SharedGroups = Rc<RefCell<GroupManager>>;
 
 impl GroupManager {
-    pub fn new(timing: GroupTiming, writer: OffsetWriter, offsets: HashMap<String, GroupOffsets>) -> Self {
-        GroupManager { groups: HashMap::new(), offsets, timing, writer }
+    pub fn new(timing: GroupTiming, writer: OffsetWriter) -> Self {
+        GroupManager { groups: HashMap::new(), offsets: HashMap::new(), timing, writer, slots: BTreeMap::new() }
+    }
+
+    /// The fence of `group`'s writes if this broker coordinates it.
+    fn fence(&self, group: &str) -> Option<laminar_coord::Compare> {
+        self.slots.get(&group_slot(group)).map(|v| self.writer.fence(group, *v))
+    }
+
+    /// Takes on the slots owned now: groups of lost slots are dropped (their
+    /// members get NOT_COORDINATOR and find the new coordinator), the
+    /// committed offsets of gained ones installed.
+    fn set_slots(&mut self, owned: BTreeMap<u32, u64>, gained: HashSet<u32>, offsets: HashMap<String, GroupOffsets>) {
+        let keep = |g: &String| owned.contains_key(&group_slot(g)) && !gained.contains(&group_slot(g));
+        self.groups.retain(|g, _| keep(g));
+        self.offsets.retain(|g, _| keep(g));
+        self.offsets.extend(offsets);
+        self.slots = owned;
     }
 
     fn group_mut(&mut self, id: &str) -> &mut Group {
@@ -41,16 +63,70 @@ impl GroupManager {
         for g in self.groups.values_mut() {
             g.tick(now);
         }
-        // Forget groups with no members and no offsets (Kafka's Dead).
+        // Forget groups with no members, no member ids handed out and no
+        // offsets (Kafka's Dead). A group whose only member is one that was
+        // given an id (KIP-394) and is on its way back must stay.
         let offsets = &self.offsets;
-        self.groups.retain(|id, g| !(g.is_empty() && g.state() == GroupState::Empty && !offsets.contains_key(id)));
+        self.groups.retain(|id, g| {
+            let dead = g.is_empty() && !g.has_pending_members() && g.state() == GroupState::Empty;
+            !dead || offsets.contains_key(id)
+        });
     }
 }
 
 /// Handles one message on the owning shard.
 pub fn handle(mgr: &SharedGroups, msg: GroupMsg) {
     let now = Instant::now();
+    if let Some(msg) = refuse_unowned(mgr, msg) {
+        dispatch(mgr, msg, now);
+    }
+}
+
+/// Answers NOT_COORDINATOR for a group whose slot this broker does not own;
+/// passes the message on otherwise.
+fn refuse_unowned(mgr: &SharedGroups, msg: GroupMsg) -> Option<GroupMsg> {
+    use crate::errors::NOT_COORDINATOR as NC;
+    let m = mgr.borrow();
+    let owns = |g: &str| m.slots.contains_key(&group_slot(g));
     match msg {
+        GroupMsg::Join { args, reply } if !owns(&args.group) => {
+            let _ = reply.send(super::JoinResult { error: NC, generation: -1, ..Default::default() });
+        }
+        GroupMsg::Sync { args, reply } if !owns(&args.group) => {
+            let _ = reply.send(super::SyncResult { error: NC, ..Default::default() });
+        }
+        GroupMsg::Heartbeat { group, reply, .. } if !owns(&group) => {
+            let _ = reply.send(NC);
+        }
+        GroupMsg::Leave { group, reply, .. } if !owns(&group) => {
+            let _ = reply.send(Err(NC));
+        }
+        GroupMsg::Commit { args, reply } if !owns(&args.group) => {
+            let _ = reply.send(Err(NC));
+        }
+        GroupMsg::Fetch { group, reply, .. } if !owns(&group) => {
+            let _ = reply.send(Err(NC));
+        }
+        GroupMsg::Describe { group, reply } if !owns(&group) => {
+            let _ = reply.send(Err(NC));
+        }
+        GroupMsg::Delete { group, reply } if !owns(&group) => {
+            let _ = reply.send(NC);
+        }
+        GroupMsg::DeleteOffsets { group, reply, .. } if !owns(&group) => {
+            let _ = reply.send(Err(NC));
+        }
+        other => return Some(other),
+    }
+    None
+}
+
+fn dispatch(mgr: &SharedGroups, msg: GroupMsg, now: Instant) {
+    match msg {
+        GroupMsg::Slots { owned, gained, offsets, reply } => {
+            mgr.borrow_mut().set_slots(owned, gained, offsets);
+            let _ = reply.send(());
+        }
         GroupMsg::Join { args, reply } => {
             let group = args.group.clone();
             mgr.borrow_mut().group_mut(&group).join(args, now, reply);
@@ -99,7 +175,7 @@ pub fn handle(mgr: &SharedGroups, msg: GroupMsg) {
                     all
                 }
             };
-            let _ = reply.send(out);
+            let _ = reply.send(Ok(out));
         }
         GroupMsg::Describe { group, reply } => {
             let m = mgr.borrow();
@@ -110,7 +186,7 @@ pub fn handle(mgr: &SharedGroups, msg: GroupMsg) {
                 }
                 None => GroupDescription { state: "Dead", ..Default::default() },
             };
-            let _ = reply.send(d);
+            let _ = reply.send(Ok(d));
         }
         GroupMsg::List { reply } => {
             let m = mgr.borrow();
@@ -163,13 +239,15 @@ fn commit(
             let _ = reply.send(Err(code));
             return;
         }
-        m.writer.clone()
+        let fence = m.fence(&args.group).expect("ownership checked on arrival");
+        (m.writer.clone(), fence)
     };
-    let ops = OffsetWriter::put_ops(&args.group, &args.offsets);
-    let done = writer.submit(ops);
+    let (writer, fence) = writer;
+    let ops = writer.put_ops(&args.group, &args.offsets);
+    let done = writer.submit(ops, fence);
     let mgr = mgr.clone();
     tokio_uring::spawn(async move {
-        let result = done.await.unwrap_or_else(|_| Err("offset writer stopped".into()));
+        let result = done.await.unwrap_or_else(|_| Err(WriteError::Store("offset writer stopped".into())));
         let code = match result {
             Ok(()) => {
                 let mut m = mgr.borrow_mut();
@@ -179,9 +257,11 @@ fn commit(
                 }
                 errors::NONE
             }
-            Err(e) => {
+            Err(WriteError::NotCoordinator) => errors::NOT_COORDINATOR,
+            Err(WriteError::Store(e)) => {
                 tracing::error!(group = %args.group, "offset commit failed: {e}");
-                errors::KAFKA_STORAGE_ERROR
+                // Retriable for clients (they retry the commit).
+                errors::COORDINATOR_NOT_AVAILABLE
             }
         };
         let _ = reply.send(Ok(args.offsets.iter().map(|(t, p, _)| (t.clone(), *p, code)).collect()));
@@ -203,17 +283,22 @@ fn delete_group(mgr: &SharedGroups, group: String, reply: tokio::sync::oneshot::
             }
             _ => {}
         }
+        let fence = m.fence(&group).expect("ownership checked on arrival");
         m.groups.remove(&group);
         m.offsets.remove(&group);
-        m.writer.clone()
+        (m.writer.clone(), fence)
     };
+    let (writer, fence) = writer;
     tokio_uring::spawn(async move {
-        let code = match writer.delete_prefix(&offsets::group_prefix(&group)).await {
-            Ok(_) => errors::NONE,
-            Err(e) => {
+        let op = laminar_coord::Op::delete_prefix(writer.keys().group_offsets(&group));
+        let code = match writer.submit(vec![op], fence).await {
+            Ok(Ok(())) => errors::NONE,
+            Ok(Err(WriteError::NotCoordinator)) => errors::NOT_COORDINATOR,
+            Ok(Err(WriteError::Store(e))) => {
                 tracing::error!(%group, "deleting group offsets failed: {e}");
-                errors::KAFKA_STORAGE_ERROR
+                errors::COORDINATOR_NOT_AVAILABLE
             }
+            Err(_) => errors::COORDINATOR_NOT_AVAILABLE,
         };
         let _ = reply.send(code);
     });
@@ -226,7 +311,7 @@ fn delete_offsets(
     topics: Vec<(String, Vec<i32>)>,
     reply: tokio::sync::oneshot::Sender<Result<super::PartitionErrors, i16>>,
 ) {
-    let (writer, ops, results) = {
+    let (writer, ops, results, fence) = {
         let mut m = mgr.borrow_mut();
         if !m.offsets.contains_key(&group) {
             // A live group with nothing committed has nothing to delete.
@@ -238,6 +323,8 @@ fn delete_offsets(
             return;
         }
         let subscribed = m.groups.get(&group).map(subscribed_topics).unwrap_or_default();
+        let fence = m.fence(&group).expect("ownership checked on arrival");
+        let keys = m.writer.keys().clone();
         let mut ops = Vec::new();
         let mut results = Vec::new();
         let entry = m.offsets.get_mut(&group).expect("checked");
@@ -248,16 +335,21 @@ fn delete_offsets(
                     continue;
                 }
                 if entry.remove(&(t.clone(), p)).is_some() {
-                    ops.push(laminar_coord::Op::Delete { key: offsets::offset_key(&group, &t, p) });
+                    ops.push(laminar_coord::Op::delete(keys.offset(&group, &t, p)));
                 }
                 results.push((t.clone(), p, errors::NONE));
             }
         }
-        (m.writer.clone(), ops, results)
+        (m.writer.clone(), ops, results, fence)
     };
+    let (writer, ops, results, fence) = (writer, ops, results, fence);
     tokio_uring::spawn(async move {
-        let ok = ops.is_empty() || matches!(writer.submit(ops).await, Ok(Ok(())));
-        let _ = reply.send(if ok { Ok(results) } else { Err(errors::KAFKA_STORAGE_ERROR) });
+        let outcome = if ops.is_empty() { Ok(Ok(())) } else { writer.submit(ops, fence).await };
+        let _ = reply.send(match outcome {
+            Ok(Ok(())) => Ok(results),
+            Ok(Err(WriteError::NotCoordinator)) => Err(errors::NOT_COORDINATOR),
+            _ => Err(errors::COORDINATOR_NOT_AVAILABLE),
+        });
     });
 }
 

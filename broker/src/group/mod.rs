@@ -1,6 +1,8 @@
 //! The group coordinator (Kafka's classic consumer-group protocol) and
-//! committed offsets. A group is owned by one shard, like a partition;
-//! requests for it travel there as `GroupMsg`. The state machine is in
+//! committed offsets. A group belongs to a coordinator slot, which one broker
+//! owns at a time (`placement::coordinator`); on that broker it is held by one
+//! shard (`placement::group_shard`), like a partition; requests for it travel
+//! there as `GroupMsg`. The state machine is in
 //! `state.rs` (pure, no I/O), the per-shard table and timers in `manager.rs`,
 //! durable committed offsets in `offsets.rs`.
 
@@ -10,16 +12,13 @@ pub mod state;
 #[cfg(test)]
 mod state_tests;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
 pub use manager::GroupManager;
-pub use offsets::{Committed, OffsetWriter};
-
-/// Which shard coordinates `group` (FNV-1a, stable across runs).
-pub fn owner_shard(group: &str, shards: usize) -> usize {
-    crate::router::owner_shard(&format!("group:{group}"), 0, shards)
-}
+pub use offsets::{Committed, GroupOffsets, OffsetWriter};
 
 #[derive(Debug, Clone)]
 pub struct JoinArgs {
@@ -95,6 +94,9 @@ pub struct GroupDescription {
     pub members: Vec<MemberDescription>,
 }
 
+/// (topic, partition, committed offset if any): OffsetFetch's answer.
+pub type CommittedRows = Vec<(String, i32, Option<Committed>)>;
+
 /// (topic, partition) → error code; the shape of commit and offset-delete answers.
 pub type PartitionErrors = Vec<(String, i32, i16)>;
 
@@ -128,11 +130,11 @@ pub enum GroupMsg {
     Fetch {
         group: String,
         topics: Option<Vec<(String, Vec<i32>)>>,
-        reply: oneshot::Sender<Vec<(String, i32, Option<Committed>)>>,
+        reply: oneshot::Sender<Result<CommittedRows, i16>>,
     },
     Describe {
         group: String,
-        reply: oneshot::Sender<GroupDescription>,
+        reply: oneshot::Sender<Result<GroupDescription, i16>>,
     },
     /// (group id, protocol type, state) of every group on this shard.
     List {
@@ -146,5 +148,14 @@ pub enum GroupMsg {
         group: String,
         topics: Vec<(String, Vec<i32>)>,
         reply: oneshot::Sender<Result<PartitionErrors, i16>>,
+    },
+    /// The coordinator slots this broker owns now (slot → version of its
+    /// record, the fence of offset writes); `offsets` holds what is committed
+    /// for this shard's groups of the `gained` slots.
+    Slots {
+        owned: BTreeMap<u32, u64>,
+        gained: HashSet<u32>,
+        offsets: HashMap<String, GroupOffsets>,
+        reply: oneshot::Sender<()>,
     },
 }

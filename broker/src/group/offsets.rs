@@ -1,21 +1,27 @@
 //! Committed offsets: kept in memory by the group's shard, made durable in the
-//! metadata store (`coord`) under `/offsets/<group>/<topic>/<partition>` — in
-//! a cluster that store is etcd. Commits that arrive while a store write is in
-//! flight are coalesced into the next single transaction (group commit), so a
-//! busy group does not turn into one store write per commit.
+//! metadata store (`coord`) under `<P>/offsets/<group>/<topic>/<partition>` —
+//! in a cluster that store is etcd. Commits that arrive while a store write is
+//! in flight are coalesced into the next single transaction (group commit), so
+//! a busy group does not turn into one store write per commit. Every write is
+//! fenced on the group's coordinator-slot record: a broker that lost the slot
+//! (it was cut off, another took over) cannot overwrite the new
+//! coordinator's offsets with late commits.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use laminar_coord::{MetaStore, Op};
+use laminar_coord::cluster::{group_slot, Keys};
+use laminar_coord::{Compare, MetaStore, Op, TXN_OPS_MAX};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
-pub const OFFSETS_PREFIX: &str = "/offsets/";
-/// Most ops in one store transaction (etcd's default limit, which the embedded store enforces too).
-const OPS_PER_TXN_MAX: usize = laminar_coord::TXN_OPS_MAX;
+use crate::cluster::Cluster;
+
+/// Most ops in one store transaction: etcd's default limit (which the
+/// embedded store enforces too), less the coordinator fence.
+const OPS_PER_TXN_MAX: usize = TXN_OPS_MAX - 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
@@ -25,106 +31,84 @@ pub struct Committed {
     pub commit_ms: u64,
 }
 
-/// Group ids are arbitrary strings; keep `/` (the key separator) and `%` out.
-fn escape(group: &str) -> String {
-    let mut out = String::with_capacity(group.len());
-    for b in group.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn unescape(s: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(s.len());
-    let mut it = s.bytes();
-    while let Some(b) = it.next() {
-        if b == b'%' {
-            let hex = [it.next()?, it.next()?];
-            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            bytes.push(b);
-        }
-    }
-    String::from_utf8(bytes).ok()
-}
-
-pub fn group_prefix(group: &str) -> String {
-    format!("{OFFSETS_PREFIX}{}/", escape(group))
-}
-
-pub fn offset_key(group: &str, topic: &str, partition: i32) -> String {
-    format!("{}{topic}/{partition}", group_prefix(group))
-}
-
-fn parse_key(key: &str) -> Option<(String, String, i32)> {
-    let rest = key.strip_prefix(OFFSETS_PREFIX)?;
-    let mut parts = rest.splitn(3, '/');
-    let group = unescape(parts.next()?)?;
-    let topic = parts.next()?.to_string();
-    let partition = parts.next()?.parse().ok()?;
-    Some((group, topic, partition))
-}
-
 pub type GroupOffsets = HashMap<(String, i32), Committed>;
 
-/// Everything committed, by group (read once at start).
-pub async fn load_all(store: &Arc<dyn MetaStore>) -> anyhow::Result<HashMap<String, GroupOffsets>> {
+/// The committed offsets of every group whose coordinator slot is in
+/// `slots`, by group (read when this broker takes those slots over).
+pub async fn load_slots(cluster: &Cluster, slots: &HashSet<u32>) -> anyhow::Result<HashMap<String, GroupOffsets>> {
+    let keys = &cluster.keys;
     let mut out: HashMap<String, GroupOffsets> = HashMap::new();
-    for (key, v) in store.list(OFFSETS_PREFIX).await? {
-        let Some((group, topic, partition)) = parse_key(&key) else {
+    for (key, v) in cluster.store.list(&keys.offsets()).await? {
+        let Some((group, topic, partition)) = keys.parse_offset(&key) else {
             tracing::warn!(key, "ignoring malformed committed-offset key");
             continue;
         };
+        if !slots.contains(&group_slot(&group)) {
+            continue;
+        }
         let committed: Committed = serde_json::from_slice(&v.value)?;
         out.entry(group).or_default().insert((topic, partition), committed);
     }
     Ok(out)
 }
 
+/// Why a batch of offset writes failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The coordinator slot changed hands: this broker may not write it.
+    NotCoordinator,
+    Store(String),
+}
+
 struct Pending {
     ops: Vec<Op>,
-    done: oneshot::Sender<Result<(), String>>,
+    /// The coordinator slot's record must still be at this version.
+    fence: Compare,
+    done: oneshot::Sender<Result<(), WriteError>>,
 }
 
 /// One per shard: batches the shard's commits into store transactions.
 #[derive(Clone)]
 pub struct OffsetWriter {
     store: Arc<dyn MetaStore>,
+    keys: Keys,
     queue: Rc<RefCell<Vec<Pending>>>,
     wake: Rc<Notify>,
 }
 
 impl OffsetWriter {
-    pub fn new(store: Arc<dyn MetaStore>) -> Self {
-        OffsetWriter { store, queue: Rc::default(), wake: Rc::default() }
+    pub fn new(store: Arc<dyn MetaStore>, keys: Keys) -> Self {
+        OffsetWriter { store, keys, queue: Rc::default(), wake: Rc::default() }
     }
 
-    pub fn put_ops(group: &str, offsets: &[(String, i32, Committed)]) -> Vec<Op> {
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The guard of writes for `group`'s slot, owned at `version`.
+    pub fn fence(&self, group: &str, version: u64) -> Compare {
+        Compare::version(self.keys.coordinator(group_slot(group)), version)
+    }
+
+    pub fn put_ops(&self, group: &str, offsets: &[(String, i32, Committed)]) -> Vec<Op> {
         offsets
             .iter()
             .map(|(t, p, c)| {
-                Op::put(offset_key(group, t, *p), serde_json::to_vec(c).expect("committed offset serializes"))
+                Op::put(self.keys.offset(group, t, *p), serde_json::to_vec(c).expect("committed offset serializes"))
             })
             .collect()
     }
 
     /// Queues ops; the receiver resolves once they are durable.
-    pub fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), String>> {
+    pub fn submit(&self, ops: Vec<Op>, fence: Compare) -> oneshot::Receiver<Result<(), WriteError>> {
         let (tx, rx) = oneshot::channel();
-        self.queue.borrow_mut().push(Pending { ops, done: tx });
+        self.queue.borrow_mut().push(Pending { ops, fence, done: tx });
         self.wake.notify_one();
         rx
     }
 
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, String> {
-        self.store.delete_prefix(prefix).await.map_err(|e| e.to_string())
-    }
-
-    /// The writer loop: everything queued during one store write goes in the next.
+    /// The writer loop: everything queued during one store write goes in the
+    /// next, one txn per coordinator slot (each fenced on its slot record).
     pub async fn run(self) {
         loop {
             self.wake.notified().await;
@@ -133,23 +117,37 @@ impl OffsetWriter {
                 if batch.is_empty() {
                     break;
                 }
-                // Later commits of the same key win; BTreeMap keeps it to one op each.
-                let mut latest: BTreeMap<String, Op> = BTreeMap::new();
-                for p in &batch {
-                    for op in &p.ops {
-                        latest.insert(op.key().to_string(), op.clone());
-                    }
-                }
-                let ops: Vec<Op> = latest.into_values().collect();
-                let mut result = Ok(());
-                for chunk in ops.chunks(OPS_PER_TXN_MAX) {
-                    if let Err(e) = self.store.txn(Vec::new(), chunk.to_vec()).await {
-                        result = Err(format!("storing committed offsets: {e}"));
-                        break;
-                    }
-                }
+                let mut by_fence: BTreeMap<String, (Compare, Vec<Pending>)> = BTreeMap::new();
                 for p in batch {
-                    let _ = p.done.send(result.clone());
+                    let key = format!("{:?}", p.fence);
+                    by_fence.entry(key).or_insert_with(|| (p.fence.clone(), Vec::new())).1.push(p);
+                }
+                for (_, (fence, pending)) in by_fence {
+                    // Later commits of the same key win; BTreeMap keeps it to one op each.
+                    let mut latest: BTreeMap<String, Op> = BTreeMap::new();
+                    for p in &pending {
+                        for op in &p.ops {
+                            latest.insert(op.key().to_string(), op.clone());
+                        }
+                    }
+                    let ops: Vec<Op> = latest.into_values().collect();
+                    let mut result = Ok(());
+                    for chunk in ops.chunks(OPS_PER_TXN_MAX) {
+                        match self.store.txn(vec![fence.clone()], chunk.to_vec()).await {
+                            Ok(r) if r.applied => {}
+                            Ok(_) => {
+                                result = Err(WriteError::NotCoordinator);
+                                break;
+                            }
+                            Err(e) => {
+                                result = Err(WriteError::Store(format!("storing committed offsets: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                    for p in pending {
+                        let _ = p.done.send(result.clone());
+                    }
                 }
             }
         }
@@ -200,49 +198,55 @@ mod tests {
         }
     }
 
+    fn committed(i: i64) -> Committed {
+        Committed { offset: i, leader_epoch: 0, metadata: Some(format!("m{i}")), commit_ms: 1 }
+    }
+
     #[test]
     fn commits_queued_together_are_one_store_write_and_load_back() {
         let dir = tempfile::tempdir().unwrap();
         let counting =
             Arc::new(Counting { inner: EmbeddedStore::open(dir.path()).unwrap(), txns: AtomicUsize::new(0) });
         let store: Arc<dyn MetaStore> = counting.clone();
+        let keys = Keys::new("/laminar");
         tokio_uring::start(async {
-            let writer = OffsetWriter::new(store.clone());
+            let writer = OffsetWriter::new(store.clone(), keys.clone());
             let mut waits = Vec::new();
             // 200 commits of 4 partitions by one busy group, all queued before the writer runs.
             for i in 0..200 {
-                let offsets: Vec<(String, i32, Committed)> = (0..4)
-                    .map(|p| {
-                        let c = Committed { offset: i, leader_epoch: 0, metadata: Some(format!("m{i}")), commit_ms: 1 };
-                        ("orders".to_string(), p, c)
-                    })
-                    .collect();
-                waits.push(writer.submit(OffsetWriter::put_ops("busy/group", &offsets)));
+                let offsets: Vec<(String, i32, Committed)> =
+                    (0..4).map(|p| ("orders".to_string(), p, committed(i))).collect();
+                waits.push(writer.submit(writer.put_ops("busy/group", &offsets), writer.fence("busy/group", 0)));
             }
             tokio_uring::spawn(writer.clone().run());
             for w in waits {
                 w.await.unwrap().unwrap();
             }
             assert_eq!(counting.txns.load(Ordering::SeqCst), 1, "one transaction for 200 commits");
-            let all = load_all(&store).await.unwrap();
-            let g = &all["busy/group"];
-            assert_eq!(g.len(), 4);
-            assert_eq!(g[&("orders".to_string(), 3)].offset, 199, "the latest commit wins");
-            assert_eq!(g[&("orders".to_string(), 3)].metadata.as_deref(), Some("m199"));
+            let stored = store.list(&keys.offsets()).await.unwrap();
+            assert_eq!(stored.len(), 4);
+            let (k, v) = &stored[3];
+            assert_eq!(keys.parse_offset(k), Some(("busy/group".to_string(), "orders".to_string(), 3)));
+            let c: Committed = serde_json::from_slice(&v.value).unwrap();
+            assert_eq!((c.offset, c.metadata.as_deref()), (199, Some("m199")), "the latest commit wins");
         });
     }
 
+    /// A coordinator that lost its slot (the record changed) cannot write.
     #[test]
-    fn keys_round_trip_any_group_id() {
-        for g in ["simple", "with/slash", "per%cent", "ünï code", ""] {
-            let key = offset_key(g, "orders", 7);
-            assert_eq!(parse_key(&key), Some((g.to_string(), "orders".to_string(), 7)), "{key}");
-            assert!(key.starts_with(&group_prefix(g)));
-        }
-        // Prefixes of different groups never nest.
-        assert!(
-            !group_prefix("a").starts_with(&group_prefix("a%2F"))
-                && !group_prefix("a/b").starts_with(&group_prefix("a"))
-        );
+    fn commits_of_a_deposed_coordinator_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetaStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let keys = Keys::new("");
+        tokio_uring::start(async {
+            let slot_key = keys.coordinator(group_slot("g"));
+            let owned_at = store.put(&slot_key, b"{}".to_vec()).await.unwrap();
+            let writer = OffsetWriter::new(store.clone(), keys.clone());
+            tokio_uring::spawn(writer.clone().run());
+            let ops = writer.put_ops("g", &[("t".to_string(), 0, committed(5))]);
+            assert_eq!(writer.submit(ops.clone(), writer.fence("g", owned_at)).await.unwrap(), Ok(()));
+            store.put(&slot_key, b"{}".to_vec()).await.unwrap(); // another broker took the slot
+            assert_eq!(writer.submit(ops, writer.fence("g", owned_at)).await.unwrap(), Err(WriteError::NotCoordinator));
+        });
     }
 }

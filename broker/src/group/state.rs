@@ -121,6 +121,10 @@ impl Group {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
+    /// Member ids handed out (KIP-394) whose owners have not joined yet.
+    pub fn has_pending_members(&self) -> bool {
+        !self.pending_members.is_empty()
+    }
     pub fn protocol_type(&self) -> &str {
         self.protocol_type.as_deref().unwrap_or("")
     }

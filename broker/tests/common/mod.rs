@@ -39,8 +39,16 @@ impl Laminar {
         l
     }
 
+    /// Starts the broker again after `stop`.
+    pub fn restart_stopped(&mut self) {
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_laminar"))
+        // LAMINAR_BIN runs these tests against another build (e.g. an older
+        // one, to show a regression test fails there).
+        let bin = std::env::var("LAMINAR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_laminar").to_string());
+        let mut child = Command::new(bin)
             .args(["--listen", &self.addr, "--data-dir"])
             .arg(self.dir.path())
             .args(["--shards", "2", "--no-pin"])

@@ -1,0 +1,481 @@
+//! The controller: one broker at a time, elected through the store, does the
+//! cluster's bookkeeping from the view every broker shares:
+//!
+//! - places the partitions of new topics (and new partitions of old ones)
+//!   on live brokers and their shards (`placement`);
+//! - elects a leader for every partition whose leader died or restarted,
+//!   from the in-sync replicas that are still the incarnation that was in
+//!   sync, and drops dead or restarted brokers from ISRs (never the last
+//!   member: it is the one that holds every acknowledged write);
+//! - moves leadership back to the preferred replica once it is in sync;
+//! - assigns the group-coordinator slots to live brokers.
+//!
+//! Election: `<P>/meta/controller` is created absent-only, bound to this
+//! broker's lease, in the same txn that bumps `<P>/meta/controller-epoch`.
+//! Every controller write carries a compare on that key's version, so a
+//! deposed controller's late writes fail: when its lease expired, the key was
+//! deleted, and whoever recreated it has another version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use laminar_coord::cluster::records::to_json;
+use laminar_coord::cluster::{
+    ClusterView, ControllerRecord, CoordinatorRecord, IsrMember, PartitionRecord, GROUP_SLOTS,
+};
+use laminar_coord::{Compare, CoordError, Op};
+use tokio::sync::watch;
+
+use super::Cluster;
+use crate::placement;
+
+/// Most partition changes in one txn: each carries up to two compares, plus
+/// the controller's own, within etcd's 128.
+const CHANGES_PER_TXN: usize = 50;
+/// How often the controller looks for leaders to move back to their
+/// preferred replica, besides reacting to every change.
+const PREFERRED_LEADER_CHECK: Duration = Duration::from_secs(10);
+
+/// Runs elections and, while this broker is the controller, its duties,
+/// until `shutdown`.
+pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = cluster.subscribe();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if cluster.is_acting() {
+            match campaign(&cluster).await {
+                Ok(Some(elected)) => {
+                    tracing::info!(epoch = elected.epoch, "this broker is the controller");
+                    lead(&cluster, &elected, &mut changes, &mut shutdown).await;
+                    tracing::info!(epoch = elected.epoch, "this broker is no longer the controller");
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("controller election failed: {e}"),
+            }
+        }
+        // Another broker controls (or we are not registered yet): wait for a change.
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+pub struct Elected {
+    pub epoch: u64,
+    /// The controller key's version: the fence on every write.
+    pub version: u64,
+}
+
+/// Claims the controller seat if it is free.
+async fn campaign(cluster: &Cluster) -> Result<Option<Elected>, CoordError> {
+    let keys = &cluster.keys;
+    if cluster.view().controller.is_some() {
+        return Ok(None);
+    }
+    let epoch_key = keys.controller_epoch();
+    let (epoch, epoch_version) = match cluster.store.get(&epoch_key).await? {
+        Some(v) => (String::from_utf8_lossy(&v.value).trim().parse::<u64>().unwrap_or(0), v.version),
+        None => (0, 0),
+    };
+    let next = epoch + 1;
+    let record = to_json(&ControllerRecord { node_id: cluster.node_id(), epoch: next });
+    let lease = cluster.lease.id();
+    let r = cluster
+        .store
+        .txn(
+            vec![Compare::absent(keys.controller()), Compare::version(epoch_key.clone(), epoch_version)],
+            vec![Op::put_leased(keys.controller(), record, lease), Op::put(epoch_key, next.to_string())],
+        )
+        .await?;
+    Ok(r.applied.then_some(Elected { epoch: next, version: r.revision }))
+}
+
+async fn lead(
+    cluster: &Cluster,
+    elected: &Elected,
+    changes: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let fence = Compare::version(cluster.keys.controller(), elected.version);
+    let mut last_preferred_check = Instant::now();
+    loop {
+        if *shutdown.borrow() || !cluster.is_acting() {
+            return;
+        }
+        changes.borrow_and_update();
+        let view = cluster.view();
+        if view.revision >= elected.version {
+            // The view has caught up with our election: is the seat still ours?
+            match &view.controller {
+                Some(c) if c.version == elected.version => {}
+                _ => return,
+            }
+            let preferred = last_preferred_check.elapsed() >= PREFERRED_LEADER_CHECK;
+            if preferred {
+                last_preferred_check = Instant::now();
+            }
+            let duties = Duties { cluster, fence: &fence, view: &view };
+            if let Err(e) = duties.run(preferred).await {
+                tracing::warn!("controller duties failed (retrying on the next change): {e}");
+            }
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// One pass over the view.
+struct Duties<'a> {
+    cluster: &'a Cluster,
+    fence: &'a Compare,
+    view: &'a ClusterView,
+}
+
+/// A partition record to write, guarded by what it replaces.
+struct Change {
+    key: String,
+    guards: Vec<Compare>,
+    record: Vec<u8>,
+    what: String,
+}
+
+impl Duties<'_> {
+    async fn run(&self, preferred_leaders: bool) -> Result<(), CoordError> {
+        let mut changes = self.place_new_partitions();
+        changes.extend(self.elect_leaders(preferred_leaders));
+        self.write(changes).await?;
+        self.assign_coordinators().await
+    }
+
+    fn place_new_partitions(&self) -> Vec<Change> {
+        let keys = &self.cluster.keys;
+        let mut loads = placement::loads(self.view);
+        let mut out = Vec::new();
+        let mut names: Vec<&String> = self.view.topics.keys().collect();
+        names.sort();
+        for name in names {
+            let t = &self.view.topics[name];
+            for p in 0..t.partition_count() {
+                if t.partition(p).is_some() {
+                    continue;
+                }
+                let rf = t.topic.record.replication_factor.max(1) as usize;
+                let Some((replicas, shards)) = placement::place(&mut loads, rf) else {
+                    tracing::warn!(topic = %name, partition = p, replication_factor = rf, "cannot place: too few live brokers with room");
+                    break;
+                };
+                let isr = replicas
+                    .iter()
+                    .map(|&n| IsrMember { node: n, incarnation: self.view.incarnation(n).unwrap_or(0) })
+                    .collect();
+                let leader = replicas[0];
+                let record = PartitionRecord {
+                    topic_id: t.id(),
+                    leader,
+                    leader_epoch: 0,
+                    leader_incarnation: self.view.incarnation(leader).unwrap_or(0),
+                    replicas,
+                    shards,
+                    isr,
+                    partition_epoch: 0,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                };
+                out.push(Change {
+                    key: keys.partition(name, p),
+                    guards: vec![
+                        Compare::created(keys.topic(name), t.topic.create_revision),
+                        Compare::absent(keys.partition(name, p)),
+                    ],
+                    record: to_json(&record),
+                    what: format!("placed {name}-{p} on {:?}", record.replicas),
+                });
+            }
+        }
+        out
+    }
+
+    fn elect_leaders(&self, preferred: bool) -> Vec<Change> {
+        let keys = &self.cluster.keys;
+        let unclean = self.cluster.config.unclean_leader_election;
+        let mut out = Vec::new();
+        for (name, t) in &self.view.topics {
+            for (p, stored) in t.partitions.iter().enumerate() {
+                let Some(stored) = stored else { continue };
+                let Some(next) = next_state(&stored.record, self.view, unclean, preferred) else { continue };
+                let what = describe_change(name, p, &stored.record, &next);
+                out.push(Change {
+                    key: keys.partition(name, p as i32),
+                    guards: vec![Compare::version(keys.partition(name, p as i32), stored.version)],
+                    record: to_json(&next),
+                    what,
+                });
+            }
+        }
+        out
+    }
+
+    /// Writes changes in txns fenced by the controller key; a txn that loses
+    /// a race (a leader changed its ISR meanwhile) is retried change by change
+    /// so one busy partition cannot hold up the rest.
+    async fn write(&self, changes: Vec<Change>) -> Result<(), CoordError> {
+        for chunk in changes.chunks(CHANGES_PER_TXN) {
+            if self.txn(chunk).await? {
+                continue;
+            }
+            for one in chunk {
+                if !self.txn(std::slice::from_ref(one)).await? {
+                    tracing::debug!(key = %one.key, "controller change lost a race; the next pass retries");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn txn(&self, changes: &[Change]) -> Result<bool, CoordError> {
+        let mut guards = vec![self.fence.clone()];
+        let mut ops = Vec::with_capacity(changes.len());
+        for c in changes {
+            guards.extend(c.guards.iter().cloned());
+            ops.push(Op::put(c.key.clone(), c.record.clone()));
+        }
+        let applied = self.cluster.store.txn(guards, ops).await?.applied;
+        if applied {
+            for c in changes {
+                tracing::info!("controller: {}", c.what);
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn assign_coordinators(&self) -> Result<(), CoordError> {
+        let keys = &self.cluster.keys;
+        let live: Vec<i32> = self.view.brokers.keys().copied().collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let valid = |c: &CoordinatorRecord| self.view.incarnation(c.node_id) == Some(c.incarnation);
+        let mut owned: BTreeMap<i32, u32> = live.iter().map(|&n| (n, 0)).collect();
+        for c in self.view.coordinators.iter().flatten() {
+            if valid(&c.record) {
+                *owned.entry(c.record.node_id).or_default() += 1;
+            }
+        }
+        let mut guards = vec![self.fence.clone()];
+        let mut ops = Vec::new();
+        for slot in 0..GROUP_SLOTS {
+            let current = self.view.coordinator(slot);
+            let keep = current.is_some_and(|c| valid(&c.record));
+            let least = *owned.iter().min_by_key(|(n, count)| (**count, **n)).map(|(n, _)| n).expect("live brokers");
+            // Move a valid slot only to even out a gap of two or more.
+            let rebalance = current.is_some_and(|c| keep && owned[&c.record.node_id] >= owned[&least] + 2);
+            if keep && !rebalance {
+                continue;
+            }
+            if let Some(c) = current.filter(|c| valid(&c.record)) {
+                *owned.get_mut(&c.record.node_id).expect("live") -= 1;
+            }
+            *owned.get_mut(&least).expect("live") += 1;
+            let epoch = current.map_or(1, |c| c.record.epoch + 1);
+            let record =
+                CoordinatorRecord { node_id: least, incarnation: self.view.incarnation(least).unwrap_or(0), epoch };
+            guards.push(Compare::version(keys.coordinator(slot), current.map_or(0, |c| c.version)));
+            ops.push(Op::put(keys.coordinator(slot), to_json(&record)));
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let n = ops.len();
+        if self.cluster.store.txn(guards, ops).await?.applied {
+            tracing::info!(slots = n, "controller: assigned group coordinator slots");
+        }
+        Ok(())
+    }
+}
+
+/// The partition's next state, or `None` if it needs no change. Rules:
+///
+/// - An ISR member counts as in sync only in the incarnation it was in sync
+///   in: a dead broker (no registration) or a restarted one (another lease)
+///   leaves the ISR — unless it is the last member, which stays so the
+///   partition remembers who holds its acknowledged writes.
+/// - A leader must be alive in the incarnation it was elected in. If not, the
+///   first replica (in preference order) among the ISR members still in sync
+///   is elected, with a new leader epoch.
+/// - With no such member, a restarted ISR member (the last holders of the
+///   data) is elected in its new incarnation; with none alive the partition
+///   has no leader (-1) until one returns, unless unclean election is on,
+///   which takes any live replica (and loses what only the others had).
+/// - `preferred`: a leader that is not the first replica hands over to it
+///   once the first replica is in sync.
+pub fn next_state(
+    rec: &PartitionRecord,
+    view: &ClusterView,
+    unclean: bool,
+    preferred: bool,
+) -> Option<PartitionRecord> {
+    let live = |n: i32| view.incarnation(n);
+    let in_sync: Vec<IsrMember> = rec.isr.iter().copied().filter(|m| live(m.node) == Some(m.incarnation)).collect();
+    let leader_ok = rec.leader >= 0 && live(rec.leader) == Some(rec.leader_incarnation);
+    let mut next = rec.clone();
+    if leader_ok {
+        let first = rec.replicas.first().copied();
+        let hand_over = preferred && first.is_some_and(|f| f != rec.leader && in_sync.iter().any(|m| m.node == f));
+        if hand_over {
+            let f = first.expect("checked");
+            next.leader = f;
+            next.leader_incarnation = live(f).expect("in sync means alive");
+            next.leader_epoch += 1;
+        } else if in_sync.len() == rec.isr.len() {
+            return None;
+        }
+        // Dead or restarted followers leave the ISR (the leader is in it).
+        next.isr = if in_sync.is_empty() { rec.isr.clone() } else { in_sync };
+        next.partition_epoch += 1;
+        return Some(next);
+    }
+    let elect = |node: i32, isr: Vec<IsrMember>| {
+        let mut n = rec.clone();
+        n.leader = node;
+        n.leader_incarnation = live(node).expect("electing a live broker");
+        n.leader_epoch += 1;
+        n.isr = isr;
+        n.partition_epoch += 1;
+        n
+    };
+    if let Some(&leader) = rec.replicas.iter().find(|r| in_sync.iter().any(|m| m.node == **r)) {
+        return Some(elect(leader, in_sync));
+    }
+    // Nobody is in sync in the incarnation that was: the last holders of the
+    // data, if one came back, lead in their new incarnation.
+    let restarted: Vec<i32> = rec.isr.iter().map(|m| m.node).filter(|n| live(*n).is_some()).collect();
+    if let Some(&leader) = rec.replicas.iter().find(|r| restarted.contains(r)) {
+        let isr = vec![IsrMember { node: leader, incarnation: live(leader).expect("live") }];
+        return Some(elect(leader, isr));
+    }
+    if unclean {
+        if let Some(&leader) = rec.replicas.iter().find(|r| live(**r).is_some()) {
+            tracing::warn!(leader, "unclean leader election: writes only the old ISR had are lost");
+            let isr = vec![IsrMember { node: leader, incarnation: live(leader).expect("live") }];
+            return Some(elect(leader, isr));
+        }
+    }
+    if rec.leader == -1 {
+        return None;
+    }
+    next.leader = -1;
+    next.leader_incarnation = 0;
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    Some(next)
+}
+
+fn describe_change(topic: &str, p: usize, old: &PartitionRecord, new: &PartitionRecord) -> String {
+    if old.leader != new.leader || old.leader_epoch != new.leader_epoch {
+        format!(
+            "{topic}-{p}: leader {} → {} (epoch {}), isr {:?}",
+            old.leader,
+            new.leader,
+            new.leader_epoch,
+            new.isr_nodes()
+        )
+    } else {
+        format!("{topic}-{p}: isr {:?} → {:?}", old.isr_nodes(), new.isr_nodes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use laminar_coord::cluster::records::BrokerRecord;
+    use laminar_coord::cluster::Stored;
+
+    fn view(live: &[(i32, i64)]) -> ClusterView {
+        let mut v = ClusterView::empty();
+        for &(node, lease) in live {
+            let record = BrokerRecord {
+                node_id: node,
+                host: "127.0.0.1".into(),
+                port: 9000,
+                rack: None,
+                shards: 2,
+                started_ms: 0,
+                data_dir_id: String::new(),
+                partition_capacity: 100,
+                build: String::new(),
+            };
+            v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease }));
+        }
+        v
+    }
+
+    fn rec(leader: i32, leader_inc: i64, isr: &[(i32, i64)]) -> PartitionRecord {
+        PartitionRecord {
+            topic_id: uuid::Uuid::nil(),
+            replicas: vec![1, 2, 3],
+            shards: vec![0, 0, 0],
+            leader,
+            leader_epoch: 5,
+            leader_incarnation: leader_inc,
+            isr: isr.iter().map(|&(node, incarnation)| IsrMember { node, incarnation }).collect(),
+            partition_epoch: 9,
+            adding: vec![],
+            removing: vec![],
+        }
+    }
+
+    #[test]
+    fn a_healthy_partition_is_left_alone() {
+        let v = view(&[(1, 10), (2, 20), (3, 30)]);
+        assert_eq!(next_state(&rec(1, 10, &[(1, 10), (2, 20), (3, 30)]), &v, false, true), None);
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_from_the_isr_with_a_new_epoch() {
+        let v = view(&[(2, 20), (3, 30)]);
+        let n = next_state(&rec(1, 10, &[(1, 10), (2, 20), (3, 30)]), &v, false, false).unwrap();
+        assert_eq!((n.leader, n.leader_incarnation, n.leader_epoch, n.partition_epoch), (2, 20, 6, 10));
+        assert_eq!(n.isr_nodes(), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_restarted_leader_is_not_trusted_while_another_member_is_in_sync() {
+        // Broker 1 came back with a new incarnation: it may have lost unflushed writes.
+        let v = view(&[(1, 11), (2, 20), (3, 30)]);
+        let n = next_state(&rec(1, 10, &[(1, 10), (2, 20)]), &v, false, false).unwrap();
+        assert_eq!(n.leader, 2);
+        assert_eq!(n.isr_nodes(), vec![2], "the restarted broker must catch up before it is in sync again");
+    }
+
+    #[test]
+    fn the_last_isr_member_is_kept_and_elected_when_it_returns() {
+        let v = view(&[(2, 20)]);
+        let n = next_state(&rec(1, 10, &[(1, 10)]), &v, false, false).unwrap();
+        assert_eq!((n.leader, n.isr_nodes()), (-1, vec![1]), "no in-sync replica: no leader, the ISR remembers 1");
+        assert_eq!(next_state(&n, &v, false, false), None, "nothing changes until 1 returns");
+        let back = view(&[(1, 12), (2, 20)]);
+        let m = next_state(&n, &back, false, false).unwrap();
+        assert_eq!((m.leader, m.leader_incarnation, m.isr_nodes()), (1, 12, vec![1]));
+        // Unclean election takes the out-of-sync replica instead.
+        let u = next_state(&n, &v, true, false).unwrap();
+        assert_eq!(u.leader, 2);
+    }
+
+    #[test]
+    fn dead_followers_leave_the_isr_and_the_preferred_leader_returns() {
+        let v = view(&[(1, 10), (2, 20)]);
+        let n = next_state(&rec(2, 20, &[(1, 10), (2, 20), (3, 30)]), &v, false, false).unwrap();
+        assert_eq!((n.leader, n.isr_nodes()), (2, vec![1, 2]));
+        let p = next_state(&n, &v, false, true).unwrap();
+        assert_eq!((p.leader, p.leader_epoch), (1, n.leader_epoch + 1), "1 is the preferred replica and in sync");
+    }
+}
