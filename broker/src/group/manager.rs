@@ -41,9 +41,12 @@ impl GroupManager {
         for g in self.groups.values_mut() {
             g.tick(now);
         }
-        // Forget groups with no members and no offsets (Kafka's Dead).
+        // Forget groups with no members, no pending member ids and no offsets
+        // (Kafka's Dead). A group holding only a pending id is kept: its
+        // client's second JoinGroup is a round trip away, which can be longer
+        // than this tick, and a forgotten id makes that join fail.
         let offsets = &self.offsets;
-        self.groups.retain(|id, g| !(g.is_empty() && g.state() == GroupState::Empty && !offsets.contains_key(id)));
+        self.groups.retain(|id, g| !g.is_forgettable() || offsets.contains_key(id));
     }
 }
 
