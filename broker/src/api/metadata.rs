@@ -11,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName};
 
 use super::{decode, respond, s, HandlerResult};
-use crate::catalog::TopicMeta;
+use crate::catalog::{self, TopicMeta};
 use crate::context::Ctx;
 use crate::errors;
 
@@ -60,7 +60,14 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                             }
                         }
                     }
-                    None => topic_entry(ctx, &name, Err(errors::UNKNOWN_TOPIC_OR_PARTITION)),
+                    // As Kafka: a name that can never exist is an invalid topic, not a missing one.
+                    None => {
+                        let code = match catalog::validate_topic_name(&name) {
+                            Ok(()) => errors::UNKNOWN_TOPIC_OR_PARTITION,
+                            Err(_) => errors::INVALID_TOPIC_EXCEPTION,
+                        };
+                        topic_entry(ctx, &name, Err(code))
+                    }
                 };
                 topics.push(entry);
             }
