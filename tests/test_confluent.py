@@ -241,10 +241,14 @@ def test_retention_deletes_old_segments(broker_factory):
     assert not errors
     c = consumer(broker)
     deadline = time.time() + 20
-    low = 0
-    while time.time() < deadline and low == 0:
-        low, high = c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10, cached=False)
-        time.sleep(0.2)
+    # Retention runs every 200 ms: wait until the start has moved and then
+    # held still across several passes (a pass may have run while the last
+    # batches were still being written, and the next one moves it again).
+    readings = []
+    while time.time() < deadline and (len(readings) < 4 or readings[-1][0] == 0 or len(set(readings[-4:])) > 1):
+        readings.append(c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10, cached=False))
+        time.sleep(0.25)
+    low, high = readings[-1]
     assert high == 1000
     assert 0 < low < 1000, "retention advanced the log start"
     # What is left is readable from the new start, and nothing before it.
@@ -302,3 +306,26 @@ def test_auto_create_can_be_disabled(broker_factory):
     assert errors and errors[0] is not None
     assert errors[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._MSG_TIMED_OUT)
     assert "not-there" not in admin(broker).list_topics(timeout=10).topics
+
+
+def test_produce_with_message_format_v0_fails_fast(broker):
+    """librdkafka told the broker is 0.9.0 (no ApiVersions) sends Produce v1
+    with message format v0. Produce v0-v2 are advertised but not served: the
+    answer is UNSUPPORTED_VERSION, a permanent error for librdkafka, rather
+    than a closed connection it would retry until message.timeout.ms."""
+    conf = {"bootstrap.servers": broker.bootstrap, "api.version.request": False,
+            "broker.version.fallback": "0.9.0", "message.timeout.ms": 30000}
+    try:
+        p = Producer(conf)
+    except KafkaException as e:  # a librdkafka that dropped the pre-0.10 fallback
+        pytest.skip(f"librdkafka no longer speaks to 0.9 brokers: {e}")
+    create(broker, "old-format")
+    results = []
+    start = time.monotonic()
+    p.produce("old-format", value=b"x", on_delivery=lambda err, msg: results.append((err, time.monotonic() - start)))
+    p.flush(60)
+    assert len(results) == 1
+    err, took = results[0]
+    assert err is not None and err.code() == KafkaError.UNSUPPORTED_VERSION, err
+    assert took < 5, f"failed after {took:.1f} s: retried instead of failing fast"
+    assert consume(broker, "old-format", 0, 0, 1, timeout=2) == []

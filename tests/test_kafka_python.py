@@ -1,6 +1,8 @@
 """kafka-python (a pure-Python client with its own protocol code) against
 the real broker: admin, produce with compression, consume by assignment."""
 
+import time
+
 import pytest
 
 kafka = pytest.importorskip("kafka")
@@ -82,3 +84,25 @@ def test_group_consume_with_commits(broker_factory):
     c.close()
     seen = sorted(m.value for m in first + rest)
     assert seen == sorted(f"v{i}".encode() for i in range(90)), "resumed at the commit: nothing lost or repeated"
+
+
+def test_produce_pinned_to_0_10_1_fails_fast(broker):
+    """api_version=(0, 10, 1) makes kafka-python send Produce v2 (message
+    format v1), which the broker advertises but does not serve. The answer is
+    UNSUPPORTED_VERSION, which kafka-python does not retry; a closed connection
+    used to make it retry until the delivery timeout."""
+    from kafka.errors import UnsupportedVersionError
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, api_version=(0, 10, 1), acks=1,
+                      request_timeout_ms=10000, delivery_timeout_ms=30000)
+    start = time.monotonic()
+    with pytest.raises(UnsupportedVersionError):
+        p.send("kp-old-format", value=b"x").get(timeout=60)
+    took = time.monotonic() - start
+    p.close()
+    assert took < 5, f"failed after {took:.1f} s: retried instead of failing fast"
+    assert "closing connection" not in broker.log_text()
+    # Nothing was stored: a current client reads an empty partition.
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
+    tp = TopicPartition("kp-old-format", 0)
+    assert c.end_offsets([tp])[tp] == 0
+    c.close()

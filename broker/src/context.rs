@@ -47,6 +47,11 @@ impl Ctx {
         self.cluster.view()
     }
 
+    /// The shard of this broker holding the partition, or why there is none.
+    pub fn route(&self, view: &ClusterView, topic: &str, partition: i32) -> Result<usize, crate::errors::KafkaError> {
+        route(view, self.cluster.node_id(), self.router.shards(), topic, partition)
+    }
+
     /// Posts a question to the shard of this broker holding the partition.
     pub fn ask_partition<T>(
         &self,

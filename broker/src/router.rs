@@ -26,12 +26,6 @@ pub async fn answer<T>(pending: Pending<T>) -> Result<T, KafkaError> {
 /// `topic`-`partition`, or the error a client should get for it here.
 pub fn route(view: &ClusterView, me: i32, shards: usize, topic: &str, partition: i32) -> Result<usize, KafkaError> {
     let Some(t) = view.topic(topic) else {
-        if crate::topic_name::validate(topic).is_err() {
-            return Err(KafkaError::new(
-                errors::INVALID_TOPIC_EXCEPTION,
-                format!("'{topic}' is not a valid topic name"),
-            ));
-        }
         return Err(KafkaError::unknown_partition(topic, partition));
     };
     if !(0..t.partition_count()).contains(&partition) {

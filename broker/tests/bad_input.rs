@@ -133,15 +133,7 @@ fn unknown_versions_are_refused_and_api_versions_falls_back() {
     f[6..8].copy_from_slice(&99i16.to_be_bytes());
     s.write_all(&f).unwrap();
     assert!(closed_by_broker(&mut s));
-    // Produce v2 is advertised (for old librdkafka's sake) but refused.
-    create_topic(&l, "t", 1);
-    let mut s = l.connect();
-    s.write_all(&frame(ApiKey::Produce, 3, 1, &produce_req("t", 0, batch(1), 1))[..]).unwrap();
-    read_frame(&mut s).unwrap();
-    let mut f = frame(ApiKey::Produce, 3, 1, &produce_req("t", 0, batch(1), 1)).to_vec();
-    f[6..8].copy_from_slice(&2i16.to_be_bytes());
-    s.write_all(&f).unwrap();
-    assert!(closed_by_broker(&mut s));
+    // Produce v0–v2 are advertised but answered with an error: error_answers.rs.
     still_serves(&l);
 }
 

@@ -34,11 +34,13 @@ fn produce(l: &Laminar, topic: &str, n: usize) -> i16 {
     for i in 0..n {
         b.append(1_700_000_000_000 + i as i64, None, Some(b"v"), &[]).unwrap();
     }
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(b.finish().unwrap()))]),
-    ]);
+    let req =
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default(
+        )
+        .with_name(name(topic))
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(b.finish().unwrap()))])]);
     let mut s = l.connect();
     let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req);
     r.responses[0].partition_responses[0].error_code
@@ -99,7 +101,9 @@ fn a_delete_on_a_dropped_connection_is_all_or_nothing_across_restarts() {
     if !before {
         // Its directories are gone too (removed, or swept at start).
         eventually("deleted topic's directories remain", || {
-            std::fs::read_dir(l.dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("doomed-"))
+            std::fs::read_dir(l.dir.path())
+                .unwrap()
+                .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("doomed-"))
         });
     }
 }

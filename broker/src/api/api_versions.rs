@@ -1,7 +1,8 @@
 //! ApiVersions (18): what this broker speaks. The ranges are chosen so every
 //! client we support finds a common version (kafkajs needs non-flexible ones,
 //! librdkafka < 2.11 compresses only if Produce v0 is advertised; v0–v2 are
-//! then refused as Kafka 4.0 does).
+//! then refused as Kafka 4.0 does, but with an error in a response rather than
+//! a closed connection: see `produce.rs`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -40,17 +41,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
 ];
 
-/// Versions the codec can decode but we refuse (see module doc).
+/// Produce versions below this are advertised (see module doc) and decoded,
+/// but answered with UNSUPPORTED_VERSION: they carry message format v0/v1,
+/// which the engine does not store.
 pub const PRODUCE_MIN_ACCEPTED: i16 = 3;
 
+/// The advertised range; a request outside it closes the connection.
 pub fn range_of(api: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|(_, min, max)| {
-        if api == ApiKey::Produce {
-            (PRODUCE_MIN_ACCEPTED, *max)
-        } else {
-            (*min, *max)
-        }
-    })
+    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|(_, min, max)| (*min, *max))
 }
 
 fn api_keys() -> Vec<ApiVersion> {

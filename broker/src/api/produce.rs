@@ -6,18 +6,23 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 use laminar_engine::{batch, AppendInfo};
 
-use super::{decode, respond, s, HandlerResult};
+use super::api_versions::PRODUCE_MIN_ACCEPTED;
+use super::{decode, respond, s, ConnError, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::response::{Chunk, Response};
 use crate::router::{answer, Pending};
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    if header.request_api_version < PRODUCE_MIN_ACCEPTED {
+        return refuse_old_version(header, body);
+    }
     let req: ProduceRequest = decode(header, body)?;
     let acks = req.acks;
     let sync = acks == -1 && ctx.config.fsync_on_acks_all;
@@ -30,15 +35,12 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             let pending: Pending<AppendInfo> = if !matches!(acks, -1..=1) {
                 Err(KafkaError::new(errors::INVALID_REQUIRED_ACKS, format!("acks={acks}")))
             } else {
-                split(p.records.unwrap_or_default()).and_then(|batches| {
+                // Where it goes first: a partition that is not here says so
+                // whatever its records look like.
+                ctx.route(&view, &name, p.index).map_err(|e| invalid_name(&name, e)).and_then(|shard| {
+                    let batches = split(p.records.unwrap_or_default())?;
                     let topic = name.clone();
-                    ctx.ask_partition(&view, &name, p.index, |reply| ShardMsg::Produce {
-                        topic,
-                        partition: p.index,
-                        batches,
-                        sync,
-                        reply,
-                    })
+                    ctx.router.ask(shard, |reply| ShardMsg::Produce { topic, partition: p.index, batches, sync, reply })
                 })
             };
             parts.push((p.index, pending));
@@ -74,6 +76,114 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         );
     }
     respond(header, &ProduceResponse::default().with_responses(responses))
+}
+
+/// A name that can never exist is INVALID_TOPIC_EXCEPTION, which clients
+/// treat as final; UNKNOWN_TOPIC_OR_PARTITION would make them refresh metadata
+/// and retry until their delivery timeout. (Kafka's Produce answers the
+/// latter; its Metadata already says the former.)
+fn invalid_name(topic: &str, e: KafkaError) -> KafkaError {
+    match crate::topic_name::validate(topic) {
+        Err(why) if e.code == errors::UNKNOWN_TOPIC_OR_PARTITION => {
+            KafkaError::new(errors::INVALID_TOPIC_EXCEPTION, why)
+        }
+        _ => e,
+    }
+}
+
+/// Produce v0–v2 (message format v0/v1) are advertised for old librdkafka's
+/// sake but not served. Every partition gets UNSUPPORTED_VERSION, which the
+/// clients treat as final (kafka-python's UnsupportedVersionError is not
+/// retriable; librdkafka and the Java client fail the batch), instead of a
+/// closed connection they would retry until their delivery timeout. The codec
+/// knows only v3+ (Kafka 4.0's message specs dropped v0–v2), so both the
+/// request and the answer are hand-coded here; the records are skipped unread.
+fn refuse_old_version(header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let version = header.request_api_version;
+    let OldProduce { acks, topics } =
+        decode_old(body).map_err(|e| ConnError::Frame(format!("malformed request body (api 0 v{version}): {e}")))?;
+    tracing::debug!(version, acks, "refusing Produce v{version}: v{PRODUCE_MIN_ACCEPTED}+ only");
+    if acks == 0 {
+        return Ok(None); // the client expects no response at all
+    }
+    let mut b = BytesMut::with_capacity(64);
+    Response::header_bytes(ApiKey::Produce, version, header.correlation_id, &mut b);
+    b.put_i32(topics.len() as i32);
+    for (name, partitions) in &topics {
+        b.put_slice(name); // length prefix included, as the client sent it
+        b.put_i32(partitions.len() as i32);
+        for index in partitions {
+            b.put_i32(*index);
+            b.put_i16(errors::UNSUPPORTED_VERSION);
+            b.put_i64(-1); // base offset
+            if version >= 2 {
+                b.put_i64(-1); // log append time
+            }
+        }
+    }
+    if version >= 1 {
+        b.put_i32(0); // throttle time
+    }
+    Ok(Some(Response { chunks: vec![Chunk::Bytes(b.freeze())] }))
+}
+
+/// What a refusal needs of a Produce v0–v2 request.
+struct OldProduce {
+    acks: i16,
+    /// (name with its i16 length prefix, as sent; partition indexes).
+    topics: Vec<(Bytes, Vec<i32>)>,
+}
+
+/// A Produce v0–v2 body: acks i16, timeout i32, [topic: name (i16-prefixed),
+/// [partition: index i32, records (i32-prefixed, -1 = null)]]. Counts come
+/// from the wire, so nothing is reserved from them.
+fn decode_old(mut body: Bytes) -> Result<OldProduce, &'static str> {
+    fn need(b: &Bytes, n: usize) -> Result<(), &'static str> {
+        if b.remaining() < n {
+            Err("truncated")
+        } else {
+            Ok(())
+        }
+    }
+    need(&body, 2 + 4 + 4)?;
+    let acks = body.get_i16();
+    let _timeout_ms = body.get_i32();
+    let topic_count = body.get_i32();
+    if topic_count < 0 {
+        return Err("negative topic count");
+    }
+    let mut topics = Vec::new();
+    for _ in 0..topic_count {
+        need(&body, 2)?;
+        let name_len = i16::from_be_bytes([body[0], body[1]]);
+        if name_len < 0 {
+            return Err("null topic name");
+        }
+        need(&body, 2 + name_len as usize + 4)?;
+        let name = body.split_to(2 + name_len as usize);
+        let partition_count = body.get_i32();
+        if partition_count < 0 {
+            return Err("negative partition count");
+        }
+        let mut partitions = Vec::new();
+        for _ in 0..partition_count {
+            need(&body, 4 + 4)?;
+            partitions.push(body.get_i32());
+            let records_len = body.get_i32();
+            if records_len < -1 {
+                return Err("negative records length");
+            }
+            if records_len > 0 {
+                need(&body, records_len as usize)?;
+                body.advance(records_len as usize);
+            }
+        }
+        topics.push((name, partitions));
+    }
+    if body.has_remaining() {
+        return Err("trailing bytes");
+    }
+    Ok(OldProduce { acks, topics })
 }
 
 /// Splits a partition's records into batches: slices of the request frame,

@@ -63,14 +63,12 @@ impl GroupManager {
         for g in self.groups.values_mut() {
             g.tick(now);
         }
-        // Forget groups with no members, no member ids handed out and no
-        // offsets (Kafka's Dead). A group whose only member is one that was
-        // given an id (KIP-394) and is on its way back must stay.
+        // Forget groups with no members, no pending member ids and no offsets
+        // (Kafka's Dead). A group holding only a pending id is kept: its
+        // client's second JoinGroup is a round trip away, which can be longer
+        // than this tick, and a forgotten id makes that join fail.
         let offsets = &self.offsets;
-        self.groups.retain(|id, g| {
-            let dead = g.is_empty() && !g.has_pending_members() && g.state() == GroupState::Empty;
-            !dead || offsets.contains_key(id)
-        });
+        self.groups.retain(|id, g| !g.is_forgettable() || offsets.contains_key(id));
     }
 }
 

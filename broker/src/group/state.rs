@@ -121,9 +121,11 @@ impl Group {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
-    /// Member ids handed out (KIP-394) whose owners have not joined yet.
-    pub fn has_pending_members(&self) -> bool {
-        !self.pending_members.is_empty()
+    /// Nothing to remember: no members and no member ids handed out that a
+    /// client may still bring back (KIP-394: the id comes back in a second
+    /// JoinGroup one round trip later, however long that trip is).
+    pub fn is_forgettable(&self) -> bool {
+        self.members.is_empty() && self.pending_members.is_empty() && self.state == GroupState::Empty
     }
     pub fn protocol_type(&self) -> &str {
         self.protocol_type.as_deref().unwrap_or("")
@@ -537,6 +539,7 @@ impl Group {
 
     /// Timers: session expiry, rebalance deadline, pending member ids.
     pub fn tick(&mut self, now: Instant) {
+        // A pending id lives as long as the session timeout its JoinGroup asked for (as Kafka).
         self.pending_members.retain(|_, deadline| *deadline > now);
         let expired: Vec<String> = self
             .members

@@ -212,3 +212,66 @@ fn new_group_waits_for_the_initial_delay() {
     let (a, b) = (done(&mut aj), done(&mut bj));
     assert_eq!((a.generation, b.generation), (1, 1));
 }
+
+#[test]
+fn pending_member_id_outlives_slow_round_trips_then_expires() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), timing());
+    let pending = done(&mut join(&mut g, args("", None, true), now));
+    assert_eq!(pending.error, errors::MEMBER_ID_REQUIRED);
+    assert!(!g.is_forgettable(), "a group holding a handed-out id must be kept");
+    // The client comes back 400 ms later, after four ticks.
+    for ms in [100, 200, 300, 400] {
+        g.tick(now + Duration::from_millis(ms));
+    }
+    let back = now + Duration::from_millis(400);
+    let r = done(&mut join(&mut g, args(&pending.member_id, None, true), back));
+    assert_eq!((r.error, r.generation), (errors::NONE, 1));
+
+    // An id handed out and never brought back expires with the session timeout it was asked with (10 s).
+    let mut g = Group::new("g".into(), timing());
+    let lost = done(&mut join(&mut g, args("", None, true), now)).member_id;
+    g.tick(now + Duration::from_millis(9_900));
+    assert!(!g.is_forgettable());
+    g.tick(now + Duration::from_millis(10_001));
+    assert!(g.is_forgettable(), "nothing left once the id expired");
+    let late = done(&mut join(&mut g, args(&lost, None, true), now + Duration::from_millis(10_002)));
+    assert_eq!(late.error, errors::UNKNOWN_MEMBER_ID);
+}
+
+/// The shard's 100 ms timer used to forget a group whose only member was
+/// pending, so a client more than one tick away never got in.
+#[test]
+fn manager_tick_keeps_a_group_whose_only_member_is_pending() {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use super::manager::{handle, GroupManager, TICK};
+    use super::{GroupMsg, OffsetWriter};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(laminar_coord::EmbeddedStore::open(dir.path()).unwrap());
+    let writer = OffsetWriter::new(store, laminar_coord::cluster::Keys::new(""));
+    let mgr = Rc::new(RefCell::new(GroupManager::new(timing(), writer)));
+    // This broker coordinates every slot.
+    let owned = (0..laminar_coord::cluster::GROUP_SLOTS).map(|s| (s, 1)).collect();
+    let (tx, _rx) = oneshot::channel();
+    handle(&mgr, GroupMsg::Slots { owned, gained: Default::default(), offsets: HashMap::new(), reply: tx });
+    let join_via_manager = |a: JoinArgs| {
+        let (tx, mut rx) = oneshot::channel();
+        handle(&mgr, GroupMsg::Join { args: a, reply: tx });
+        rx.try_recv().expect("join answered")
+    };
+    let first = join_via_manager(args("", None, true));
+    assert_eq!(first.error, errors::MEMBER_ID_REQUIRED);
+    // A 400 ms round trip: four ticks pass before the second JoinGroup.
+    let start = Instant::now();
+    for i in 1..=4 {
+        mgr.borrow_mut().tick(start + TICK * i);
+    }
+    let second = join_via_manager(args(&first.member_id, None, true));
+    assert_eq!((second.error, second.generation), (errors::NONE, 1));
+    assert_eq!(second.leader, first.member_id);
+}
