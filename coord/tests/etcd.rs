@@ -318,7 +318,9 @@ fn connecting_to_a_dead_etcd_fails_within_the_dial_timeout() {
 type Call<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CoordError>> + 'a>>;
 
 /// Every call of the trait, each expected to fail `Unavailable` in time.
-async fn every_call_is_unavailable(store: &EtcdStore, lease: i64, bound: Duration) {
+/// `lease` is kept alive and `doomed` revoked: a call that timed out may still
+/// be applied once etcd answers again.
+async fn every_call_is_unavailable(store: &EtcdStore, lease: i64, doomed: i64, bound: Duration) {
     let checks: Vec<(&str, Call<'_>)> = vec![
         ("get", Box::pin(async { store.get("k").await.map(drop) })),
         ("list", Box::pin(async { store.list("").await.map(drop) })),
@@ -328,7 +330,7 @@ async fn every_call_is_unavailable(store: &EtcdStore, lease: i64, bound: Duratio
         ("txn", Box::pin(async { store.txn(vec![Compare::absent("k")], vec![Op::put("k", "v")]).await.map(drop) })),
         ("lease_grant", Box::pin(async { store.lease_grant(Duration::from_secs(5)).await.map(drop) })),
         ("lease_keep_alive", Box::pin(async { store.lease_keep_alive(lease).await.map(drop) })),
-        ("lease_revoke", Box::pin(async { store.lease_revoke(lease).await.map(drop) })),
+        ("lease_revoke", Box::pin(async { store.lease_revoke(doomed).await.map(drop) })),
     ];
     for (name, call) in checks {
         let started = Instant::now();
@@ -345,7 +347,7 @@ async fn calls_on_a_stopped_etcd_answer_unavailable_within_the_request_timeout()
     let store = EtcdStore::connect(&etcd.endpoints(), fast()).unwrap();
     let lease = store.lease_grant(Duration::from_secs(30)).await.unwrap();
     etcd.kill();
-    every_call_is_unavailable(&store, lease.id, fast().request_timeout + SLACK).await;
+    every_call_is_unavailable(&store, lease.id, lease.id, fast().request_timeout + SLACK).await;
 }
 
 #[tokio::test]
@@ -353,12 +355,13 @@ async fn a_paused_etcd_times_calls_out_then_works_again() {
     let Some(etcd) = EtcdServer::start() else { return };
     let store = EtcdStore::connect(&etcd.endpoints(), fast()).unwrap();
     let lease = store.lease_grant(Duration::from_secs(30)).await.unwrap();
+    let doomed = store.lease_grant(Duration::from_secs(30)).await.unwrap();
     let mut w = store.watch("slow/");
     let mut view = View::default();
     view.until(&mut w, |v| v.resets == 1).await;
 
     etcd.pause();
-    every_call_is_unavailable(&store, lease.id, fast().request_timeout + SLACK).await;
+    every_call_is_unavailable(&store, lease.id, doomed.id, fast().request_timeout + SLACK).await;
     // Long enough for the watch to miss a progress report and start retrying.
     tokio::time::sleep(Duration::from_secs(3)).await;
     etcd.resume();
