@@ -1,14 +1,14 @@
 //! One prefix watch on etcd that survives: a task on the store's runtime lists
-//! the prefix (→ `Reset`), then follows etcd's watch from the list's revision
-//! + 1, one `Changes` per revision. The rules (README.md, "Watches"):
+//! the prefix (→ `Reset`), then follows etcd's watch from the revision after
+//! the list's, one `Changes` per revision. The rules (README.md, "Watches"):
 //!
 //! - a broken stream (etcd restarted, connection lost, no answer to a progress
-//!   request) is made anew from the last delivered revision + 1, after a
-//!   backoff of [`RETRY_MIN`] doubling to [`RETRY_MAX`], so a dead etcd is
-//!   retried a few times a second at most;
-//! - etcd says that revision was compacted, or cancels the watch, or sends a
-//!   response over [`WATCH_RESPONSE_BYTES_MAX`], or the consumer lags (the sink
-//!   refuses changes): list again and `Reset`;
+//!   request) is made anew from the revision after the last one delivered,
+//!   after a backoff of [`RETRY_MIN`] doubling to [`RETRY_MAX`], so a dead etcd
+//!   is tried once per 2 s, not in a spin;
+//! - etcd says that revision was compacted, or cancels the watch (then after a
+//!   backoff), or sends a response over [`WATCH_RESPONSE_BYTES_MAX`], or the
+//!   consumer lags (the sink refuses changes): list again and `Reset`;
 //! - the consumer dropped its stream: stop (noticed within [`POLL_INTERVAL`]).
 
 use std::time::Duration;
@@ -36,8 +36,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 enum End {
     /// The consumer dropped its stream.
     Closed,
-    /// Changes cannot continue without a gap: list again and reset.
-    Reset(String),
+    /// Changes cannot continue without a gap: list again and reset. `pause`:
+    /// wait a backoff first (etcd canceled the watch, and may again).
+    Reset { why: String, pause: bool },
     /// The stream broke; reconnect from the next revision after a backoff.
     Broken(String),
 }
@@ -45,18 +46,33 @@ enum End {
 /// Doubling reconnect delay, reset once a stream is established.
 struct Backoff {
     next: Duration,
+    /// Failures since the last established stream; paces the warnings.
+    failures: u32,
 }
+
+/// While etcd stays unreachable, one warning per this many failed attempts
+/// (about one a minute at [`RETRY_MAX`]); the others are logged at debug.
+const WARN_EVERY_FAILURES: u32 = 30;
 
 impl Backoff {
     fn new() -> Backoff {
-        Backoff { next: RETRY_MIN }
+        Backoff { next: RETRY_MIN, failures: 0 }
     }
 
     fn reset(&mut self) {
         self.next = RETRY_MIN;
+        self.failures = 0;
     }
 
-    async fn wait(&mut self) {
+    /// Logs a failure (a warning for the first and every
+    /// [`WARN_EVERY_FAILURES`]th) and waits before the next attempt.
+    async fn failed(&mut self, prefix: &str, what: &str, why: &str) {
+        self.failures += 1;
+        if self.failures == 1 || self.failures.is_multiple_of(WARN_EVERY_FAILURES) {
+            tracing::warn!(%prefix, %why, failures = self.failures, "etcd watch: {what}; retrying");
+        } else {
+            tracing::debug!(%prefix, %why, failures = self.failures, "etcd watch: {what}; retrying");
+        }
         tokio::time::sleep(self.next).await;
         self.next = (self.next * 2).min(RETRY_MAX);
     }
@@ -69,7 +85,7 @@ pub(super) async fn run(kv: KvClient, mut watch: WatchClient, sink: WatchSink, o
     // The first revision not yet delivered; `None`: the consumer needs a reset.
     let mut next: Option<i64> = None;
     while !sink.is_closed() {
-        let from = match next {
+        let mut from = match next {
             Some(from) if !sink.needs_reset() => from,
             _ => match list(kv.clone(), &prefix, options.request_timeout).await {
                 Ok((entries, rev)) => {
@@ -77,25 +93,23 @@ pub(super) async fn run(kv: KvClient, mut watch: WatchClient, sink: WatchSink, o
                     i64::try_from(rev).unwrap_or(i64::MAX) + 1
                 }
                 Err(e) => {
-                    tracing::warn!(%prefix, error = %e, "etcd watch: listing the prefix failed; retrying");
-                    backoff.wait().await;
+                    backoff.failed(&prefix, "listing the prefix failed", &e.to_string()).await;
                     continue;
                 }
             },
         };
-        let mut from_mut = from;
-        let end = follow(&mut watch, &sink, &prefix, &mut from_mut, &options, &mut backoff).await;
-        next = Some(from_mut);
+        let end = follow(&mut watch, &sink, &prefix, &mut from, &options, &mut backoff).await;
+        next = Some(from);
         match end {
             End::Closed => return,
-            End::Reset(why) => {
+            End::Reset { why, pause } => {
                 tracing::info!(%prefix, %why, "etcd watch: listing the prefix again");
                 next = None;
+                if pause {
+                    backoff.failed(&prefix, "watch canceled", &why).await;
+                }
             }
-            End::Broken(why) => {
-                tracing::warn!(%prefix, %why, resume_revision = from_mut, "etcd watch broke; reconnecting");
-                backoff.wait().await;
-            }
+            End::Broken(why) => backoff.failed(&prefix, "stream broke, resuming", &why).await,
         }
     }
 }
@@ -130,8 +144,12 @@ async fn follow(
                 let response = match message {
                     Ok(Some(response)) => response,
                     Ok(None) => return End::Broken("etcd closed the watch stream".into()),
-                    Err(e) if is_compacted(&e) => return End::Reset(format!("revision {next} compacted: {e}")),
-                    Err(e) if is_response_too_large(&e) => return End::Reset(format!("watch response too large: {e}")),
+                    Err(e) if is_compacted(&e) => {
+                        return End::Reset { why: format!("revision {next} compacted: {e}"), pause: false }
+                    }
+                    Err(e) if is_response_too_large(&e) => {
+                        return End::Reset { why: format!("watch response too large: {e}"), pause: false }
+                    }
                     Err(e) => return End::Broken(e.to_string()),
                 };
                 if let Some(end) = handle(response, sink, next, backoff) {
@@ -143,7 +161,7 @@ async fn follow(
                     return End::Closed;
                 }
                 if sink.needs_reset() {
-                    return End::Reset("the consumer fell behind".into());
+                    return End::Reset { why: "the consumer fell behind".into(), pause: false };
                 }
                 match progress_asked {
                     None if last_heard.elapsed() >= options.watch_check_interval => {
@@ -167,12 +185,15 @@ async fn follow(
 /// Delivers one response's events; `Some` ends the stream.
 fn handle(response: WatchResponse, sink: &WatchSink, next: &mut i64, backoff: &mut Backoff) -> Option<End> {
     if response.compact_revision() > 0 {
-        return Some(End::Reset(format!("revision {next} compacted (oldest kept: {})", response.compact_revision())));
+        return Some(End::Reset {
+            why: format!("revision {next} compacted (oldest kept: {})", response.compact_revision()),
+            pause: false,
+        });
     }
     if response.canceled() {
         // Not a compaction: e.g. a future revision after etcd lost data.
         // Listing again is the only way back to a consistent view.
-        return Some(End::Reset(format!("etcd canceled the watch: {}", response.cancel_reason())));
+        return Some(End::Reset { why: format!("etcd canceled the watch: {}", response.cancel_reason()), pause: true });
     }
     if response.created() {
         backoff.reset();
@@ -206,7 +227,7 @@ fn handle(response: WatchResponse, sink: &WatchSink, next: &mut i64, backoff: &m
             continue;
         }
         if !sink.changes(revision(rev), changes) {
-            return Some(End::Reset("the consumer fell behind".into()));
+            return Some(End::Reset { why: "the consumer fell behind".into(), pause: false });
         }
         *next = rev + 1;
     }
