@@ -11,20 +11,23 @@
 //! so a call works from any runtime, and the connections and watches keep
 //! running whatever the callers' runtimes do.
 
+mod errors;
+mod members;
 mod watcher;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient,
-    PutOptions, Txn, TxnOp,
+    Client, Compare as EtcdCompare, CompareOp, DeleteOptions, GetOptions, KeyValue, KvClient, PutOptions, Txn, TxnOp,
 };
 use tokio::sync::oneshot;
 
+use self::errors::{is_compacted, is_lease_not_found, is_response_too_large, Sent};
+use self::members::Members;
 use crate::limits::{check_key, check_prefix, check_txn, check_value};
 use crate::watch::{self, WatchStream};
 use crate::{Compare, CoordError, Lease, LeaseId, MetaStore, Op, TxnResult, Versioned};
@@ -80,14 +83,14 @@ const LEASE_TTLS_MAX: usize = 1024;
 
 /// The metadata store on etcd. `Send + Sync`; share it as `Arc<dyn MetaStore>`.
 pub struct EtcdStore {
-    client: Client,
+    members: Arc<Members>,
     options: EtcdOptions,
     endpoints: Vec<String>,
     /// Granted TTL of leases granted by this store and not yet known to be dead;
     /// at most [`LEASE_TTLS_MAX`] entries.
     lease_ttls: Mutex<HashMap<LeaseId, Duration>>,
-    /// Last field: dropped after the client, ending the runtime's thread, which
-    /// drops every watch task (their streams then end).
+    /// Last field: dropped after the clients, ending the runtime's thread,
+    /// which drops every watch task (their streams then end).
     runtime: Runtime,
 }
 
@@ -131,45 +134,32 @@ impl Drop for Runtime {
 
 impl EtcdStore {
     /// Connects to the etcd cluster at `endpoints` (`http://host:port` or
-    /// `host:port`; TLS and auth are not supported yet) and checks that it
-    /// answers a linearizable read, so a broker pointed at a dead or
-    /// quorum-less cluster fails at startup. Blocks the calling thread for at
-    /// most `options.dial_timeout`; call it at startup, not on a shard.
+    /// `host:port`, one per member; TLS and auth are not supported yet) and
+    /// checks that some member answers a linearizable read, so a broker
+    /// pointed at a dead or quorum-less cluster fails at startup. Blocks the
+    /// calling thread for at most `options.dial_timeout`; call it at startup,
+    /// not on a shard.
     pub fn connect(endpoints: &[String], options: EtcdOptions) -> Result<EtcdStore, CoordError> {
         if endpoints.is_empty() {
             return Err(CoordError::InvalidArgument("no etcd endpoints given".into()));
         }
         let runtime = Runtime::start()?;
-        let connect_options = ConnectOptions::new()
-            .with_connect_timeout(options.dial_timeout)
-            .with_keep_alive(options.keep_alive_interval, options.request_timeout)
-            // Pings on a connection without streams count against the client
-            // in etcd ("too many pings" after two), so ping only while watching.
-            .with_keep_alive_while_idle(false);
-        let eps = endpoints.to_vec();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let what = format!("connecting to etcd at {}", endpoints.join(","));
-        runtime.handle.spawn(timed(what, options.dial_timeout, async move {
-            let result = async {
-                // Lazy: this only sets up the channel; the read below dials.
-                let client = Client::connect(&eps, Some(connect_options)).await?;
-                client.kv_client().get(vec![0u8], Some(GetOptions::new().with_count_only())).await?;
-                Ok(client)
-            }
-            .await;
-            let result = result.map_err(|e| map_err(&format!("connecting to etcd at {}", eps.join(",")), e, None));
-            let _ = tx.send(result);
-            Ok(())
-        }));
-        let client = rx.recv().map_err(|_| {
-            CoordError::Unavailable(format!(
-                "no answer from etcd at {} within the dial timeout of {:?}",
-                endpoints.join(","),
-                options.dial_timeout
-            ))
-        })??;
+        let eps = endpoints.to_vec();
+        runtime.handle.spawn(async move {
+            let members = async {
+                let members = Members::new(&eps, &options).await?;
+                members.probe(options.dial_timeout).await?;
+                Ok(members)
+            };
+            let _ = tx.send(members.await);
+        });
+        // The task answers within the dial timeout (the probe's bound).
+        let members = rx
+            .recv()
+            .map_err(|_| CoordError::Unavailable("the etcd client runtime stopped while connecting".into()))??;
         Ok(EtcdStore {
-            client,
+            members: Arc::new(members),
             options,
             endpoints: endpoints.to_vec(),
             lease_ttls: Mutex::new(HashMap::new()),
@@ -185,18 +175,28 @@ impl EtcdStore {
         &self.endpoints
     }
 
-    /// Runs `fut` on the store's runtime, bounded by the request timeout.
-    async fn call<T, F>(&self, what: String, fut: F) -> Result<T, CoordError>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T, CoordError>> + Send + 'static,
-    {
-        self.spawn(timed(what, self.options.request_timeout, fut)).await
+    /// The member calls go to now (for logs and tests): the first to answer
+    /// at connect, then the next one each time it fails.
+    pub fn current_endpoint(&self) -> &str {
+        self.members.endpoint(self.members.current().0)
     }
 
-    /// Runs `fut` on the store's runtime and waits for it from whatever runtime
-    /// (or none) the caller is on. If the caller stops waiting, `fut` still
-    /// runs to its end (a write may or may not apply, as the trait says).
+    /// Runs `op` on the store's runtime against the current member (moving on
+    /// to the next one as [`Members::run`] says), bounded by the request
+    /// timeout, and waits for it from whatever runtime (or none) the caller is
+    /// on. If the caller stops waiting, the call still runs to its end (a
+    /// write may or may not apply, as the trait says).
+    async fn call<T, F, Fut>(&self, what: String, sent: Option<Sent>, op: F) -> Result<T, CoordError>
+    where
+        T: Send + 'static,
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let members = self.members.clone();
+        let timeout = self.options.request_timeout;
+        self.spawn(async move { members.run(&what, sent, timeout, op).await }).await
+    }
+
     async fn spawn<T, F>(&self, fut: F) -> Result<T, CoordError>
     where
         T: Send + 'static,
@@ -207,10 +207,6 @@ impl EtcdStore {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(CoordError::Unavailable("the etcd client runtime has stopped".into())),
         }
-    }
-
-    fn kv(&self) -> KvClient {
-        self.client.kv_client().max_decoding_message_size(KV_RESPONSE_BYTES_MAX)
     }
 
     fn remember_lease(&self, id: LeaseId, ttl: Duration) {
@@ -238,16 +234,9 @@ impl fmt::Debug for EtcdStore {
     }
 }
 
-/// `fut`, or [`CoordError::Unavailable`] naming `what` once `timeout` passes.
-async fn timed<T>(
-    what: String,
-    timeout: Duration,
-    fut: impl Future<Output = Result<T, CoordError>>,
-) -> Result<T, CoordError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(result) => result,
-        Err(_) => Err(CoordError::Unavailable(format!("{what}: no answer from etcd within {timeout:?}"))),
-    }
+/// A KV client that takes list pages up to [`KV_RESPONSE_BYTES_MAX`].
+fn kv(client: &Client) -> KvClient {
+    client.kv_client().max_decoding_message_size(KV_RESPONSE_BYTES_MAX)
 }
 
 /// The key range of every key starting with `prefix`, as etcd takes it:
@@ -294,10 +283,19 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> u64 {
     header.map_or(0, |h| revision(h.revision()))
 }
 
+/// One page of a list, or why it must be asked for differently.
+enum Page {
+    Keys(etcd_client::GetResponse),
+    /// Over [`KV_RESPONSE_BYTES_MAX`]: ask for fewer keys.
+    TooLarge,
+    /// The pinned revision was compacted between pages: start over.
+    Compacted,
+}
+
 /// Every key of `prefix` at one revision, page by page (pages pinned to the
 /// first page's revision), each page bounded by `page_timeout`.
-pub(crate) async fn list(
-    mut kv: KvClient,
+async fn list(
+    members: &Members,
     prefix: &str,
     page_timeout: Duration,
 ) -> Result<(Vec<(String, Versioned)>, u64), CoordError> {
@@ -315,17 +313,35 @@ pub(crate) async fn list(
             if pinned > 0 {
                 options = options.with_revision(pinned);
             }
-            let page = tokio::time::timeout(page_timeout, kv.get(from.clone(), Some(options))).await;
+            let page = members
+                .run(&what, None, page_timeout, |client| {
+                    let (from, options) = (from.clone(), options.clone());
+                    async move {
+                        match kv(&client).get(from, Some(options)).await {
+                            Ok(page) => Ok(Page::Keys(page)),
+                            Err(e) if is_response_too_large(&e) => Ok(Page::TooLarge),
+                            Err(e) if is_compacted(&e) => Ok(Page::Compacted),
+                            Err(e) => Err(e),
+                        }
+                    }
+                })
+                .await?;
             let mut page = match page {
-                Ok(Ok(page)) => page,
-                Ok(Err(e)) if is_response_too_large(&e) && page_keys > 1 => {
-                    page_keys = (page_keys / 2).max(1);
+                Page::Keys(page) => page,
+                Page::TooLarge if page_keys > 1 => {
+                    page_keys /= 2;
                     continue;
                 }
-                Ok(Err(e)) if is_compacted(&e) && attempts < LIST_ATTEMPTS_MAX => continue 'attempt,
-                Ok(Err(e)) => return Err(map_err(&what, e, None)),
-                Err(_) => {
-                    return Err(CoordError::Unavailable(format!("{what}: no answer from etcd within {page_timeout:?}")))
+                Page::TooLarge => {
+                    return Err(CoordError::Rejected(format!(
+                        "{what}: one key's response is over {KV_RESPONSE_BYTES_MAX} bytes"
+                    )))
+                }
+                Page::Compacted if attempts < LIST_ATTEMPTS_MAX => continue 'attempt,
+                Page::Compacted => {
+                    return Err(CoordError::Unavailable(format!(
+                        "{what}: etcd compacted the revision being listed {LIST_ATTEMPTS_MAX} times in a row"
+                    )))
                 }
             };
             if pinned == 0 {
@@ -345,89 +361,6 @@ pub(crate) async fn list(
             }
         }
     }
-}
-
-/// What a request carried, for naming it in errors.
-#[derive(Debug, Clone, Copy, Default)]
-struct Sent {
-    /// The lease a put named (the first one, if several).
-    lease: LeaseId,
-    key_value_bytes: usize,
-    ops: usize,
-}
-
-fn map_err(what: &str, e: etcd_client::Error, sent: Option<Sent>) -> CoordError {
-    use etcd_client::Error as E;
-    match e {
-        E::GRpcStatus(status) => map_status(what, &status, sent.unwrap_or_default()),
-        E::TransportError(e) => CoordError::Unavailable(format!("{what}: {e}")),
-        E::IoError(e) => CoordError::Unavailable(format!("{what}: {e}")),
-        // etcd-client's own stream plumbing: a request could not be sent on a
-        // stream that has closed under it.
-        E::WatchError(e) | E::LeaseKeepAliveError(e) => CoordError::Unavailable(format!("{what}: {e}")),
-        E::InvalidArgs(e) => CoordError::InvalidArgument(format!("{what}: {e}")),
-        E::InvalidUri(e) => CoordError::InvalidArgument(format!("{what}: bad endpoint: {e}")),
-        other => CoordError::Rejected(format!("{what}: {other}")),
-    }
-}
-
-fn map_status(what: &str, status: &tonic::Status, sent: Sent) -> CoordError {
-    use tonic::Code;
-    let message = status.message();
-    let code = status.code();
-    match code {
-        // Unreachable, timed out, no leader, leader changed, stopping, and
-        // broken connections (tonic reports a reset connection as Unknown or
-        // as an h2 error).
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
-            CoordError::Unavailable(format!("{what}: {message}"))
-        }
-        Code::Internal if message.starts_with("h2 protocol error") => {
-            CoordError::Unavailable(format!("{what}: {message}"))
-        }
-        Code::NotFound if message.contains("requested lease not found") => CoordError::LeaseNotFound(sent.lease),
-        Code::InvalidArgument if message.contains("request is too large") => CoordError::TooLarge {
-            what: "request bytes (etcd refused them: its --max-request-bytes is below the 1.5 MiB default \
-                   that Laminar's limits assume)",
-            size: sent.key_value_bytes,
-            max: crate::TXN_BYTES_MAX,
-        },
-        Code::InvalidArgument if message.contains("too many operations in txn request") => CoordError::TooLarge {
-            what: "txn op count (etcd refused it: its --max-txn-ops is below the default of 128 \
-                   that Laminar's limits assume)",
-            size: sent.ops,
-            max: crate::TXN_OPS_MAX,
-        },
-        // A follower that lost its leader, or an overloaded member: retriable.
-        Code::FailedPrecondition if message.contains("not leader") => {
-            CoordError::Unavailable(format!("{what}: {message}"))
-        }
-        Code::ResourceExhausted if message.contains("too many requests") => {
-            CoordError::Unavailable(format!("{what}: {message}"))
-        }
-        Code::ResourceExhausted if message.contains("database space exceeded") => CoordError::Rejected(format!(
-            "{what}: {message} (etcd reached --quota-backend-bytes: compact, defragment and disarm the \
-             NOSPACE alarm)"
-        )),
-        _ => CoordError::Rejected(format!("{what}: etcd answered {code:?}: {message}")),
-    }
-}
-
-fn grpc_status(e: &etcd_client::Error) -> Option<&tonic::Status> {
-    match e {
-        etcd_client::Error::GRpcStatus(status) => Some(status),
-        _ => None,
-    }
-}
-
-/// The response was over the client's decoding limit (the request was fine).
-fn is_response_too_large(e: &etcd_client::Error) -> bool {
-    grpc_status(e).is_some_and(|s| s.code() == tonic::Code::OutOfRange && s.message().contains("length too large"))
-}
-
-/// A read or watch at a revision etcd has compacted away.
-fn is_compacted(e: &etcd_client::Error) -> bool {
-    grpc_status(e).is_some_and(|s| s.code() == tonic::Code::OutOfRange && s.message().contains("compacted"))
 }
 
 /// A compare that never holds: etcd's revisions are never negative.
@@ -517,58 +450,53 @@ fn check_no_duplicate_keys(ops: &[Op]) -> Result<(), CoordError> {
 impl MetaStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, CoordError> {
         check_key(key)?;
-        let (mut kv, key) = (self.kv(), key.to_string());
-        let what = format!("etcd get {key:?}");
-        self.call(what.clone(), async move {
-            let mut resp = kv.get(key, None).await.map_err(|e| map_err(&what, e, None))?;
-            Ok(resp.take_kvs().into_iter().next().map(|kv| entry(kv).1))
+        let key = key.to_string();
+        self.call(format!("etcd get {key:?}"), None, move |client| {
+            let key = key.clone();
+            async move {
+                let mut resp = kv(&client).get(key, None).await?;
+                Ok(resp.take_kvs().into_iter().next().map(|kv| entry(kv).1))
+            }
         })
         .await
     }
 
     async fn list_with_revision(&self, prefix: &str) -> Result<(Vec<(String, Versioned)>, u64), CoordError> {
         check_prefix(prefix)?;
-        let (kv, prefix) = (self.kv(), prefix.to_string());
+        let (members, prefix) = (self.members.clone(), prefix.to_string());
         // Each page is bounded by the request timeout, not the whole list.
         let page_timeout = self.options.request_timeout;
-        self.spawn(async move { list(kv, &prefix, page_timeout).await }).await
+        self.spawn(async move { list(&members, &prefix, page_timeout).await }).await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64, CoordError> {
         check_key(key)?;
         check_value(&value)?;
-        let (mut kv, key) = (self.kv(), key.to_string());
-        let what = format!("etcd put {key:?}");
+        let key = key.to_string();
         let sent = Sent { key_value_bytes: key.len() + value.len(), ops: 1, lease: 0 };
-        self.call(what.clone(), async move {
-            let resp = kv.put(key, value, None).await.map_err(|e| map_err(&what, e, Some(sent)))?;
-            Ok(header_revision(resp.header()))
+        self.call(format!("etcd put {key:?}"), Some(sent), move |client| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { Ok(header_revision(kv(&client).put(key, value, None).await?.header())) }
         })
         .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, CoordError> {
         check_key(key)?;
-        let (mut kv, key) = (self.kv(), key.to_string());
-        let what = format!("etcd delete {key:?}");
-        self.call(what.clone(), async move {
-            let resp = kv.delete(key, None).await.map_err(|e| map_err(&what, e, None))?;
-            Ok(resp.deleted() > 0)
+        let key = key.to_string();
+        self.call(format!("etcd delete {key:?}"), None, move |client| {
+            let key = key.clone();
+            async move { Ok(kv(&client).delete(key, None).await?.deleted() > 0) }
         })
         .await
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<usize, CoordError> {
         check_prefix(prefix)?;
-        let mut kv = self.kv();
         let (key, end) = prefix_range(prefix);
-        let what = format!("etcd delete prefix {prefix:?}");
-        self.call(what.clone(), async move {
-            let resp = kv
-                .delete(key, Some(DeleteOptions::new().with_range(end)))
-                .await
-                .map_err(|e| map_err(&what, e, None))?;
-            Ok(usize::try_from(resp.deleted()).unwrap_or(0))
+        self.call(format!("etcd delete prefix {prefix:?}"), None, move |client| {
+            let (key, options) = (key.clone(), DeleteOptions::new().with_range(end.clone()));
+            async move { Ok(usize::try_from(kv(&client).delete(key, Some(options)).await?.deleted()).unwrap_or(0)) }
         })
         .await
     }
@@ -576,62 +504,60 @@ impl MetaStore for EtcdStore {
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult, CoordError> {
         check_txn(&compares, &ops)?;
         check_no_duplicate_keys(&ops)?;
-        let mut kv = self.kv();
         let sent = sent(&ops);
         let what = format!("etcd txn of {} compares and {} ops", compares.len(), ops.len());
         let txn = Txn::new()
             .when(compares.iter().map(compare).collect::<Vec<_>>())
             .and_then(ops.into_iter().map(txn_op).collect::<Vec<_>>());
-        self.call(what.clone(), async move {
-            let resp = kv.txn(txn).await.map_err(|e| map_err(&what, e, Some(sent)))?;
-            Ok(TxnResult { applied: resp.succeeded(), revision: header_revision(resp.header()) })
+        self.call(what, Some(sent), move |client| {
+            let txn = txn.clone();
+            async move {
+                let resp = kv(&client).txn(txn).await?;
+                Ok(TxnResult { applied: resp.succeeded(), revision: header_revision(resp.header()) })
+            }
         })
         .await
     }
 
     fn watch(&self, prefix: &str) -> WatchStream {
         let (sink, stream) = watch::channel(prefix);
-        let watch = self.client.watch_client().max_decoding_message_size(watcher::WATCH_RESPONSE_BYTES_MAX);
-        self.runtime.handle.spawn(watcher::run(self.kv(), watch, sink, self.options));
+        self.runtime.handle.spawn(watcher::run(self.members.clone(), sink, self.options));
         stream
     }
 
     async fn lease_grant(&self, ttl: Duration) -> Result<Lease, CoordError> {
         // etcd counts TTLs in whole seconds: round up, at least 1.
         let ttl_s = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)).unwrap_or(i64::MAX).max(1);
-        let mut leases = self.client.lease_client();
         let what = format!("etcd lease grant of {ttl_s} s");
-        let lease = self
-            .call(what.clone(), async move {
-                let resp = leases.grant(ttl_s, None).await.map_err(|e| map_err(&what, e, None))?;
-                if !resp.error().is_empty() {
-                    return Err(CoordError::Rejected(format!("{what}: {}", resp.error())));
-                }
-                Ok(Lease { id: resp.id(), ttl: Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0)) })
-            })
+        let resp = self
+            .call(what.clone(), None, move |client| async move { client.lease_client().grant(ttl_s, None).await })
             .await?;
+        if !resp.error().is_empty() {
+            return Err(CoordError::Rejected(format!("{what}: {}", resp.error())));
+        }
+        let lease = Lease { id: resp.id(), ttl: Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0)) };
         self.remember_lease(lease.id, lease.ttl);
         Ok(lease)
     }
 
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Option<Duration>, CoordError> {
-        let mut leases = self.client.lease_client();
         let granted = self.granted_ttl(id);
-        let what = format!("etcd lease keep-alive of {id}");
+        let sent = Sent { lease: id, ..Sent::default() };
         let ttl = self
-            .call(what.clone(), async move {
+            .call(format!("etcd lease keep-alive of {id}"), Some(sent), move |client| async move {
+                let mut leases = client.lease_client();
                 // One request and its answer on a keep-alive stream, closed after.
                 match leases.keep_alive(id).await {
                     Ok(_) => {}
                     // etcd answers TTL 0 for an expired or unknown lease.
                     Err(etcd_client::Error::LeaseKeepAliveError(e)) if e.contains("not found") => return Ok(None),
-                    Err(e) => return Err(map_err(&what, e, Some(Sent { lease: id, ..Sent::default() }))),
+                    Err(e) => return Err(e),
                 }
                 if let Some(ttl) = granted {
                     return Ok(Some(ttl));
                 }
                 // A lease granted elsewhere: ask for its granted TTL.
-                let resp = leases.time_to_live(id, None).await.map_err(|e| map_err(&what, e, None))?;
+                let resp = leases.time_to_live(id, None).await?;
                 Ok((resp.ttl() > 0).then(|| Duration::from_secs(u64::try_from(resp.granted_ttl()).unwrap_or(0))))
             })
             .await?;
@@ -642,24 +568,17 @@ impl MetaStore for EtcdStore {
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<(), CoordError> {
-        let mut leases = self.client.lease_client();
-        let what = format!("etcd lease revoke of {id}");
-        let result = self
-            .call(what.clone(), async move {
-                match leases
-                    .revoke(id)
-                    .await
-                    .map_err(|e| map_err(&what, e, Some(Sent { lease: id, ..Sent::default() })))
-                {
-                    Ok(_) | Err(CoordError::LeaseNotFound(_)) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            })
-            .await;
-        if result.is_ok() {
-            self.forget_lease(id);
-        }
-        result
+        let sent = Sent { lease: id, ..Sent::default() };
+        self.call(format!("etcd lease revoke of {id}"), Some(sent), move |client| async move {
+            match client.lease_client().revoke(id).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_lease_not_found(&e) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        self.forget_lease(id);
+        Ok(())
     }
 }
 

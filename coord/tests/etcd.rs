@@ -377,6 +377,42 @@ async fn a_paused_etcd_times_calls_out_then_works_again() {
 }
 
 #[tokio::test]
+async fn a_cluster_member_lost_or_paused_is_left_for_another() {
+    let Some(mut members) = EtcdServer::cluster(3) else { return };
+    let endpoints: Vec<String> = members.iter().map(EtcdServer::endpoint).collect();
+    let options = EtcdOptions { request_timeout: Duration::from_secs(2), ..fast() };
+    let store = EtcdStore::connect(&endpoints, options).unwrap();
+    let mut w = store.watch("m/");
+    let mut view = View::default();
+    view.until(&mut w, |v| v.resets == 1).await;
+    let member_of = |store: &EtcdStore| endpoints.iter().position(|e| e == store.current_endpoint()).unwrap();
+
+    // Killed: every call still succeeds (a call that cannot connect is sent
+    // to the next member), and the watch resumes on another member.
+    let killed = member_of(&store);
+    members[killed].kill();
+    for i in 0..50 {
+        store.put(&format!("m/{i:02}"), b"v".to_vec()).await.expect("a put with one member of three down");
+    }
+    assert_ne!(member_of(&store), killed);
+    view.until(&mut w, |v| v.keys.len() == 50).await;
+    members[killed].spawn();
+
+    // Paused: a call sent to it times out (it may have been applied, so it
+    // is not repeated); the calls after it go to another member.
+    let paused = member_of(&store);
+    members[paused].pause();
+    let r = store.put("m/paused", b"v".to_vec()).await;
+    assert!(is_unavailable(&r), "{r:?}");
+    assert_ne!(member_of(&store), paused);
+    let last = store.put("m/after", b"v".to_vec()).await.expect("a put after the paused member was left");
+    view.until(&mut w, |v| v.revision >= last).await;
+    members[paused].resume();
+    assert!(view.keys.contains_key("m/after"));
+    assert_eq!(view.resets, 1, "the watch resumed on other members without a reset");
+}
+
+#[tokio::test]
 async fn leases_granted_elsewhere_report_their_ttl() {
     let Some(etcd) = EtcdServer::start() else { return };
     let a = EtcdStore::connect(&etcd.endpoints(), EtcdOptions::default()).unwrap();

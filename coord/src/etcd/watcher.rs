@@ -11,12 +11,15 @@
 //!   consumer lags (the sink refuses changes): list again and `Reset`;
 //! - the consumer dropped its stream: stop (noticed within [`POLL_INTERVAL`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, KvClient, WatchClient, WatchOptions, WatchResponse};
+use etcd_client::{EventType, WatchOptions, WatchResponse};
 use tokio::time::Instant;
 
-use super::{is_compacted, is_response_too_large, list, prefix_range, revision, EtcdOptions};
+use super::errors::{is_compacted, is_response_too_large};
+use super::members::Members;
+use super::{list, prefix_range, revision, EtcdOptions};
 use crate::watch::{WatchEvent, WatchSink};
 use crate::Versioned;
 
@@ -79,7 +82,7 @@ impl Backoff {
 }
 
 /// Feeds `sink` until its consumer goes away (or the store's runtime stops).
-pub(super) async fn run(kv: KvClient, mut watch: WatchClient, sink: WatchSink, options: EtcdOptions) {
+pub(super) async fn run(members: Arc<Members>, sink: WatchSink, options: EtcdOptions) {
     let prefix = sink.prefix().to_string();
     let mut backoff = Backoff::new();
     // The first revision not yet delivered; `None`: the consumer needs a reset.
@@ -87,7 +90,7 @@ pub(super) async fn run(kv: KvClient, mut watch: WatchClient, sink: WatchSink, o
     while !sink.is_closed() {
         let mut from = match next {
             Some(from) if !sink.needs_reset() => from,
-            _ => match list(kv.clone(), &prefix, options.request_timeout).await {
+            _ => match list(&members, &prefix, options.request_timeout).await {
                 Ok((entries, rev)) => {
                     sink.reset(rev, entries);
                     i64::try_from(rev).unwrap_or(i64::MAX) + 1
@@ -98,6 +101,8 @@ pub(super) async fn run(kv: KvClient, mut watch: WatchClient, sink: WatchSink, o
                 }
             },
         };
+        let (member, client) = members.current();
+        let mut watch = client.watch_client().max_decoding_message_size(WATCH_RESPONSE_BYTES_MAX);
         let end = follow(&mut watch, &sink, &prefix, &mut from, &options, &mut backoff).await;
         next = Some(from);
         match end {
@@ -109,7 +114,12 @@ pub(super) async fn run(kv: KvClient, mut watch: WatchClient, sink: WatchSink, o
                     backoff.failed(&prefix, "watch canceled", &why).await;
                 }
             }
-            End::Broken(why) => backoff.failed(&prefix, "stream broke, resuming", &why).await,
+            End::Broken(why) => {
+                // Whatever broke it, the next attempt goes to the next member.
+                let why = format!("{why} (etcd at {})", members.endpoint(member));
+                members.failed(member);
+                backoff.failed(&prefix, "stream broke, resuming", &why).await;
+            }
         }
     }
 }
@@ -117,7 +127,7 @@ pub(super) async fn run(kv: KvClient, mut watch: WatchClient, sink: WatchSink, o
 /// Follows one etcd watch stream from revision `*next`, advancing `*next`
 /// past each delivered revision (and past progress reports).
 async fn follow(
-    watch: &mut WatchClient,
+    watch: &mut etcd_client::WatchClient,
     sink: &WatchSink,
     prefix: &str,
     next: &mut i64,

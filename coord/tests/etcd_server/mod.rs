@@ -1,7 +1,7 @@
-//! A throwaway single-member etcd for tests: free loopback ports, a temp data
-//! dir, short Raft timers (`--heartbeat-interval 50 --election-timeout 500`,
-//! so 1–2 s leases work), killed by PID on drop. Tests can kill and restart it
-//! on the same data dir, pause it (SIGSTOP) and resume it (SIGCONT).
+//! Throwaway etcd members for tests: free loopback ports, a temp data dir each,
+//! short Raft timers (`--heartbeat-interval 50 --election-timeout 500`, so
+//! 1–2 s leases work), killed by PID on drop. Tests can kill and restart a
+//! member on the same data dir, pause it (SIGSTOP) and resume it (SIGCONT).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +15,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct EtcdServer {
     binary: PathBuf,
     dir: tempfile::TempDir,
+    name: String,
+    /// `--initial-cluster`: every member's name and peer URL.
+    initial_cluster: String,
     pub client_port: u16,
     peer_port: u16,
     child: Option<Child>,
@@ -41,20 +44,40 @@ pub fn free_port() -> u16 {
 }
 
 impl EtcdServer {
-    /// Starts etcd and waits until it is healthy; `None` if etcd is not
-    /// installed (outside CI).
+    /// Starts a single-member etcd and waits until it is healthy; `None` if
+    /// etcd is not installed (outside CI).
     pub fn start() -> Option<EtcdServer> {
+        Some(Self::cluster(1)?.pop().unwrap())
+    }
+
+    /// Starts an `n`-member cluster and waits until every member is healthy.
+    pub fn cluster(n: usize) -> Option<Vec<EtcdServer>> {
         let binary = etcd_binary()?;
-        let mut server = EtcdServer {
-            binary,
-            dir: tempfile::tempdir().expect("temp dir"),
-            client_port: free_port(),
-            peer_port: free_port(),
-            child: None,
-            starts: 0,
-        };
-        server.spawn();
-        Some(server)
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster =
+            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect::<Vec<_>>();
+        let mut members: Vec<EtcdServer> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(client_port, peer_port))| EtcdServer {
+                binary: binary.clone(),
+                dir: tempfile::tempdir().expect("temp dir"),
+                name: format!("m{i}"),
+                initial_cluster: initial_cluster.join(","),
+                client_port,
+                peer_port,
+                child: None,
+                starts: 0,
+            })
+            .collect();
+        // All first: a member of a larger cluster is healthy only with a quorum.
+        for member in &mut members {
+            member.launch();
+        }
+        for member in &mut members {
+            member.wait_healthy();
+        }
+        Some(members)
     }
 
     pub fn endpoint(&self) -> String {
@@ -79,17 +102,22 @@ impl EtcdServer {
 
     /// Starts etcd on the same data dir and ports, waiting until healthy.
     pub fn spawn(&mut self) {
+        self.launch();
+        self.wait_healthy();
+    }
+
+    fn launch(&mut self) {
         assert!(self.child.is_none(), "etcd is already running");
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).expect("etcd log file");
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(&self.binary)
-            .args(["--name", "default", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(self.data_dir())
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(["--initial-cluster", &self.initial_cluster])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -97,7 +125,6 @@ impl EtcdServer {
             .spawn()
             .expect("start etcd");
         self.child = Some(child);
-        self.wait_healthy();
     }
 
     /// Restarts on the same data dir and peer port but another client port
