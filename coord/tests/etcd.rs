@@ -376,6 +376,46 @@ async fn a_paused_etcd_times_calls_out_then_works_again() {
     assert_eq!(view.resets, 1, "the watch resumed without a reset");
 }
 
+/// Puts `key` until it succeeds. Only if `leader_lost` may it fail meanwhile
+/// (`Unavailable`, within 10 s): writes in flight when etcd loses its leader,
+/// or sent before a new one is elected, fail with a timeout. Returns the
+/// revision and the failures.
+async fn put_through(store: &EtcdStore, key: &str, leader_lost: bool) -> (u64, usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut failures = 0;
+    loop {
+        match store.put(key, b"v".to_vec()).await {
+            Ok(rev) => return (rev, failures),
+            Err(CoordError::Unavailable(e)) if leader_lost && Instant::now() < deadline => {
+                eprintln!("put {key} while etcd elects a leader: {e}");
+                failures += 1;
+            }
+            Err(e) => panic!("put {key} (leader lost: {leader_lost}): {e}"),
+        }
+    }
+}
+
+fn is_leader(member: &EtcdServer) -> bool {
+    metric(member.client_port, "etcd_server_is_leader") == Some(1.0)
+}
+
+/// Moves the cluster's leadership away from `members[index]` if it has it, so
+/// that losing that member costs no election.
+async fn make_follower(members: &[EtcdServer], index: usize) {
+    if !is_leader(&members[index]) {
+        return;
+    }
+    let mut leader = etcd_client::Client::connect([members[index].endpoint()], None).await.unwrap();
+    let list = leader.member_list().await.unwrap();
+    let target = list.members().iter().find(|m| !m.client_urls().contains(&members[index].endpoint())).unwrap().id();
+    leader.move_leader(target).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_leader(&members[index]) {
+        assert!(Instant::now() < deadline, "leadership did not move");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_cluster_member_lost_or_paused_is_left_for_another() {
     let Some(mut members) = EtcdServer::cluster(3) else { return };
@@ -387,25 +427,30 @@ async fn a_cluster_member_lost_or_paused_is_left_for_another() {
     view.until(&mut w, |v| v.resets == 1).await;
     let member_of = |store: &EtcdStore| endpoints.iter().position(|e| e == store.current_endpoint()).unwrap();
 
-    // Killed: every call still succeeds (a call that cannot connect is sent
-    // to the next member), and the watch resumes on another member.
+    // Killed (a follower): calls go on at another member, one that cannot
+    // connect is sent to the next member at once, so not one call fails; the
+    // watch resumes there.
     let killed = member_of(&store);
+    make_follower(&members, killed).await;
     members[killed].kill();
     for i in 0..50 {
-        store.put(&format!("m/{i:02}"), b"v".to_vec()).await.expect("a put with one member of three down");
+        put_through(&store, &format!("m/{i:02}"), false).await;
     }
     assert_ne!(member_of(&store), killed);
     view.until(&mut w, |v| v.keys.len() == 50).await;
     members[killed].spawn();
 
-    // Paused: a call sent to it times out (it may have been applied, so it
-    // is not repeated); the calls after it go to another member.
+    // Paused (whichever role it has): a call sent to it times out (it may
+    // have been applied, so it is not repeated); the calls after it go to
+    // another member (and wait out an election if it was the leader).
     let paused = member_of(&store);
+    let was_leader = is_leader(&members[paused]);
     members[paused].pause();
     let r = store.put("m/paused", b"v".to_vec()).await;
     assert!(is_unavailable(&r), "{r:?}");
     assert_ne!(member_of(&store), paused);
-    let last = store.put("m/after", b"v".to_vec()).await.expect("a put after the paused member was left");
+    let (last, failures) = put_through(&store, "m/after", was_leader).await;
+    eprintln!("paused the current member (the leader: {was_leader}): {failures} more puts failed");
     view.until(&mut w, |v| v.revision >= last).await;
     members[paused].resume();
     assert!(view.keys.contains_key("m/after"));
