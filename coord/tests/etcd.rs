@@ -421,15 +421,26 @@ async fn a_cluster_member_lost_or_paused_is_left_for_another() {
     let Some(mut members) = EtcdServer::cluster(3) else { return };
     let endpoints: Vec<String> = members.iter().map(EtcdServer::endpoint).collect();
     let options = EtcdOptions { request_timeout: Duration::from_secs(2), ..fast() };
+    let member_of = |store: &EtcdStore| endpoints.iter().position(|e| e == store.current_endpoint()).unwrap();
+
+    // Killed (a follower): a call that cannot connect is sent to the next
+    // member at once, so not one call fails. (A store without watches: a
+    // watch would notice first and move the store on before any call.)
+    let calls = EtcdStore::connect(&endpoints, options).unwrap();
+    let killed = member_of(&calls);
+    make_follower(&members, killed).await;
+    members[killed].kill();
+    for i in 0..20 {
+        put_through(&calls, &format!("calls/{i:02}"), false).await;
+    }
+    assert_ne!(member_of(&calls), killed);
+    members[killed].spawn();
+
+    // A watch on a member that is killed resumes on another, losing nothing.
     let store = EtcdStore::connect(&endpoints, options).unwrap();
     let mut w = store.watch("m/");
     let mut view = View::default();
     view.until(&mut w, |v| v.resets == 1).await;
-    let member_of = |store: &EtcdStore| endpoints.iter().position(|e| e == store.current_endpoint()).unwrap();
-
-    // Killed (a follower): calls go on at another member, one that cannot
-    // connect is sent to the next member at once, so not one call fails; the
-    // watch resumes there.
     let killed = member_of(&store);
     make_follower(&members, killed).await;
     members[killed].kill();
