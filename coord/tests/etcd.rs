@@ -450,6 +450,7 @@ async fn a_cluster_member_lost_or_paused_is_left_for_another() {
         put_through(&calls, &format!("m/{i:02}"), false).await;
     }
     view.until(&mut w, |v| v.keys.len() == 50).await;
+    assert_ne!(member_of(&store), killed, "the watch moved its store on");
     members[killed].spawn();
 
     // Paused (whichever role it has): a call sent to it times out (it may
