@@ -40,6 +40,12 @@ pub enum CoordError {
     /// partitioned, or slow). Retriable: nothing is known to have been written.
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
+    /// The store answered and refused the request for a reason none of the
+    /// variants above covers (etcd: database space exceeded, permission
+    /// denied, a corrupt member). Not retriable as is: needs an operator or a
+    /// different request. The message names etcd's status code and text.
+    #[error("metadata store refused the request: {0}")]
+    Rejected(String),
     /// The store holds data in a format newer than this build understands.
     #[error("metadata store format: {0}")]
     Format(String),

@@ -19,6 +19,7 @@ mod codec;
 pub mod conformance;
 mod embedded;
 mod error;
+mod etcd;
 mod files;
 mod journal;
 pub mod lease;
@@ -28,6 +29,7 @@ pub mod watch;
 
 pub use embedded::{EmbeddedStore, Options, RecoveryReport};
 pub use error::CoordError;
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use limits::{KEY_BYTES_MAX, TXN_BYTES_MAX, TXN_OPS_MAX, VALUE_BYTES_MAX};
 pub use watch::{WatchEvent, WatchItem, WatchSink, WatchStream};
 
