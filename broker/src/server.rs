@@ -75,9 +75,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
             Arc::new(EmbeddedStore::open(&opts.data_dir.join("meta")).context("opening the metadata store")?),
             Keys::new(""),
         ),
-        StoreChoice::Etcd { endpoints, prefix } => {
-            (control.block_on(crate::etcd::connect(endpoints))?, Keys::new(prefix))
-        }
+        StoreChoice::Etcd { endpoints, prefix } => (crate::etcd::connect(endpoints)?, Keys::new(prefix)),
     };
     let prepared = control.block_on(format::prepare(&*store, &keys, &opts.data_dir, opts.config.node_id))?;
 
