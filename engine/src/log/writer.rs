@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::{now_ms, snapshot_producers, sync_file, sync_sealed, LogState, OWNED_HEAD_BYTES as HEAD};
 use crate::batch::BatchHeader;
+use crate::durable;
 use crate::error::{EngineError, Result};
 use crate::segment::Segment;
 
@@ -295,7 +296,7 @@ impl Writer {
         let mut records = self.records(ready);
         let sync = self.pending.iter().take(ready).any(|p| p.append.sync) || {
             let s = self.st.borrow();
-            s.config.flush_messages.is_some_and(|m| s.records_since_flush + records >= m)
+            s.config.flush_messages.is_some_and(|m| s.records_committed + records - s.records_synced >= m)
         };
         if sync {
             // One fdatasync covers every write already submitted: let them
@@ -330,12 +331,12 @@ impl Writer {
         s.stats.batches += batches;
         s.stats.bytes += bytes;
         s.stats.commits += 1;
+        s.records_committed += records;
         if sync {
-            s.records_since_flush = 0;
+            s.records_synced = s.records_committed;
             s.unflushed_since_ms = None;
             s.stats.syncs += 1;
         } else if bytes > 0 {
-            s.records_since_flush += records;
             s.unflushed_since_ms.get_or_insert(now);
         }
         let (end, base, size) = {
@@ -398,6 +399,8 @@ impl Writer {
         let active = s.active_mut();
         let (base, next) = (active.base_offset, active.next_offset);
         let (writer, file) = (active.writer.take(), active.file.clone());
+        // Those a clean close left are stale, and must not mark it synced.
+        active.delete_indexes()?;
         if let Err(e) = snapshot_producers(&mut s, next) {
             // Only an optimisation for the next open: without it recovery reads more headers.
             tracing::warn!(dir = %dir.display(), "producer state snapshot at offset {next} failed: {e}");
@@ -477,7 +480,7 @@ async fn seal(st: Rc<RefCell<LogState>>, base: u64, writer: Option<Rc<tokio_urin
 /// no write opened one (a segment that only duplicate waiters reached).
 async fn sync_segment(writer: Option<Rc<tokio_uring::fs::File>>, file: &Arc<fs::File>) -> io::Result<()> {
     match writer {
-        Some(w) => w.sync_data().await,
+        Some(w) => durable::synced_by(file, w.sync_data()).await,
         None => sync_file(file).await,
     }
 }
