@@ -15,6 +15,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
+use crate::durable;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OffsetEntry {
     pub relative_offset: u32,
@@ -85,13 +87,14 @@ impl OffsetIndex {
         self.entries.retain(|e| (e.position as u64) < log_len);
     }
 
+    /// Writes the index (see `write_renamed`: the caller syncs the directory).
     pub fn write(&self, path: &Path) -> io::Result<()> {
         let mut buf = Vec::with_capacity(self.entries.len() * Self::ENTRY_BYTES);
         for e in &self.entries {
             buf.extend_from_slice(&e.relative_offset.to_be_bytes());
             buf.extend_from_slice(&e.position.to_be_bytes());
         }
-        write_synced(path, &buf)
+        write_renamed(path, &buf)
     }
 }
 
@@ -162,26 +165,37 @@ impl TimeIndex {
         self.entries.is_empty()
     }
 
+    /// Writes the index (see `write_renamed`: the caller syncs the directory).
     pub fn write(&self, path: &Path) -> io::Result<()> {
         let mut buf = Vec::with_capacity(self.entries.len() * Self::ENTRY_BYTES);
         for e in &self.entries {
             buf.extend_from_slice(&e.timestamp.to_be_bytes());
             buf.extend_from_slice(&e.relative_offset.to_be_bytes());
         }
-        write_synced(path, &buf)
+        write_renamed(path, &buf)
     }
 }
 
-/// Writes via a temporary file and rename so a crash leaves the old or the new
-/// file, never a torn one.
+/// Replaces `path` with `data` durably: a crash leaves the old file or the
+/// new one, never a torn one, and once this returns, the new one.
 pub(crate) fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_renamed(path, data)?;
+    // Until the directory is synced the rename is not durable: a crash could
+    // bring the old file back (a log start offset going backwards).
+    durable::sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Writes `data` to a synced temporary file renamed over `path`: a crash
+/// leaves the old file or the new one, never a torn one. The rename is
+/// durable only once the caller syncs the directory.
+pub(crate) fn write_renamed(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        durable::sync_data(&f)?;
     }
-    fs::rename(&tmp, path)
+    durable::rename(&tmp, path)
 }
 
 #[cfg(test)]

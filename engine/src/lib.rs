@@ -10,6 +10,9 @@
 
 pub mod batch;
 pub mod config;
+#[cfg(test)]
+mod crashsim;
+mod durable;
 pub mod error;
 pub mod index;
 pub mod log;

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::batch::{self, BatchHeader};
 use crate::config::LogConfig;
+use crate::durable;
 use crate::error::{EngineError, Result};
 use crate::index::write_synced;
 use crate::producer_snapshot::{self, ProducerRecovery};
@@ -34,6 +35,8 @@ use crate::segment::{ScanReport, Segment};
 use crate::watch::LogWatch;
 use writer::{sync_dir_if_needed, QueuedAppend};
 
+#[cfg(test)]
+mod crash_tests;
 mod writer;
 #[cfg(test)]
 mod writer_tests;
@@ -145,17 +148,30 @@ struct LogState {
     unsynced_sealed: Vec<u64>,
     /// The active segment's write side on io_uring (opened by the first write).
     active_writer: Option<Rc<tokio_uring::fs::File>>,
-    /// A roll created a segment file whose directory entry is not yet
-    /// durable: the next durable commit fsyncs the directory first.
-    dir_unsynced: bool,
+    /// Rolls so far, and how many of them a completed directory fsync
+    /// covers: while `dir_synced_rolls < rolls`, a segment file's name may not
+    /// be durable and the next durable commit fsyncs the directory first. A
+    /// count, not a flag: a sync that started before a roll must not clear
+    /// what that roll needs.
+    dir_rolls: u64,
+    dir_synced_rolls: u64,
     /// Serializes log-start checkpoint writes (DeleteRecords), so two
     /// concurrent requests cannot leave the smaller offset on disk.
     checkpoint_lock: Rc<tokio::sync::Mutex<()>>,
+    /// Segment removals (retention, DeleteRecords) whose unlinks and
+    /// directory fsync are still running on a blocking thread.
+    removals_pending: u32,
+    removals_done: Rc<tokio::sync::Notify>,
     /// Set while the writer waits with writes in flight: new appends wake it
     /// so they can be submitted before those writes finish.
     writer_waker: Option<Waker>,
-    records_since_flush: u64,
-    /// Wall-clock ms of the oldest write not yet synced.
+    /// Records committed since open, and how many of them a completed sync
+    /// covers (`flush.messages` counts the difference). Both only grow, so a
+    /// flush that races the writer's own syncs cannot lose count of writes.
+    records_committed: u64,
+    records_synced: u64,
+    /// Wall-clock ms of the oldest write not yet synced; `None` only when
+    /// every acknowledged write is known to be synced.
     unflushed_since_ms: Option<u64>,
     /// Set after an fdatasync failure: the page cache can no longer be trusted
     /// to match the disk, so the log refuses writes until reopened (fsyncgate).
@@ -219,7 +235,7 @@ impl PartitionLog {
         config.validate().map_err(|e| EngineError::Recovery { dir: dir.display().to_string(), reason: e })?;
         let started = Instant::now();
         let now = now_ms();
-        fs::create_dir_all(dir)?;
+        durable::create_dir_all(dir)?;
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name();
@@ -230,7 +246,7 @@ impl PartitionLog {
                 }
             } else if name.ends_with(".tmp") {
                 // An index write that did not finish its rename.
-                let _ = fs::remove_file(dir.join(&*name));
+                let _ = durable::remove_file(&dir.join(&*name));
             }
         }
         bases.sort_unstable();
@@ -253,10 +269,12 @@ impl PartitionLog {
             // its indexes mark it durable. Torn: nothing after the tear can be
             // trusted, later segments included (writeback does not go in log
             // order), and none of it was acknowledged as durable: a durable
-            // append syncs every sealed segment before it.
-            let torn_sealed = !last && scan.truncated_bytes > 0;
+            // append syncs every sealed segment before it. Ending short of the
+            // next segment (a crash lost whole unsynced batches) is the same.
+            let cut_short = !last && !scan.indexed && seg.next_offset != bases[i + 1];
+            let torn_sealed = !last && (scan.truncated_bytes > 0 || cut_short);
             if !last && !scan.indexed && !torn_sealed {
-                seg.file.sync_data()?;
+                durable::sync_data(&seg.file)?;
                 seg.write_indexes()?;
             }
             expected_next = Some(seg.next_offset);
@@ -273,14 +291,21 @@ impl PartitionLog {
                     Segment::delete_files_at(dir, later)?;
                     report.segments_dropped += 1;
                 }
+                // Else they come back at the next crash, once the log has
+                // grown past their base offsets again.
+                durable::sync_dir(dir)?;
                 break;
             }
+        }
+        let checkpoint = read_checkpoint(dir)?;
+        let end = segments.values().next_back().map_or(0, |s| s.next_offset);
+        if let Some(start) = checkpoint.filter(|&c| c > end) {
+            restart_at_log_start(dir, &mut segments, start, now, config.index_interval_bytes, &mut report)?;
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(dir, 0, now, config.index_interval_bytes)?);
         }
         let first_base = *segments.keys().next().unwrap();
-        let checkpoint = read_checkpoint(dir)?;
         let active = segments.values().next_back().unwrap();
         let log_end = active.next_offset;
         let log_start = checkpoint.unwrap_or(0).max(first_base).min(log_end);
@@ -315,11 +340,18 @@ impl PartitionLog {
             writer_running: false,
             unsynced_sealed: Vec::new(),
             active_writer: None,
-            dir_unsynced: false,
+            dir_rolls: 0,
+            dir_synced_rolls: 0,
             checkpoint_lock: Rc::default(),
+            removals_pending: 0,
+            removals_done: Rc::default(),
             writer_waker: None,
-            records_since_flush: 0,
-            unflushed_since_ms: None,
+            records_committed: 0,
+            records_synced: 0,
+            // The tail may have been written by a process that died before
+            // syncing it, and still be in the page cache only: the first
+            // durable retry or flush syncs it (a clean file syncs in ~50 us).
+            unflushed_since_ms: (hw_position > 0).then(now_ms),
             offline: None,
             inject_write_error: None,
             #[cfg(test)]
@@ -627,13 +659,31 @@ impl PartitionLog {
         report.log_start_offset = st.log_start_offset;
         if report.segments_deleted > 0 {
             st.publish();
+            // The removals must be durable before any later durable append is
+            // acknowledged: a deleted segment whose background sync had not
+            // finished would come back torn at a crash, and recovery would
+            // drop every segment after it (durable ones too, since later
+            // durable appends no longer sync it). Durable commits wait for
+            // `removals` (`wait_for_removals`).
             let dir = st.dir.clone();
-            tokio::task::spawn_blocking(move || {
-                for base in doomed {
-                    if let Err(e) = Segment::delete_files_at(&dir, base) {
-                        tracing::error!(dir = %dir.display(), base, "deleting a segment's files failed: {e}");
+            st.removals_pending += 1;
+            let st_rc = self.st.clone();
+            tokio_uring::spawn(async move {
+                let removed = tokio::task::spawn_blocking(move || {
+                    for base in doomed {
+                        if let Err(e) = Segment::delete_files_at(&dir, base) {
+                            tracing::error!(dir = %dir.display(), base, "deleting a segment's files failed: {e}");
+                        }
                     }
+                    durable::sync_dir(&dir)
+                })
+                .await;
+                let mut s = st_rc.borrow_mut();
+                s.removals_pending -= 1;
+                if let Err(e) = removed.map_err(io::Error::other).and_then(|r| r) {
+                    s.offline = Some(format!("fsync of the log directory after removing segments failed: {e}"));
                 }
+                s.removals_done.notify_waiters();
             });
         }
         report
@@ -670,23 +720,30 @@ impl PartitionLog {
     /// fdatasyncs the active segment, and sealed ones whose background sync
     /// is still running.
     pub async fn flush(&self) -> Result<()> {
-        let (file, records) = {
+        let (file, committed, started_ms) = {
             let st = self.st.borrow();
             if st.unflushed_since_ms.is_none() {
                 return Ok(());
             }
-            (st.active().file.clone(), st.records_since_flush)
+            (st.active().file.clone(), st.records_committed, now_ms())
         };
+        wait_for_removals(&self.st).await;
         sync_sealed(&self.st).await?;
+        // A segment a roll just created needs its name made durable too.
+        sync_dir_if_needed(&self.st).await?;
         let synced = sync_file(&file).await;
         let mut st = self.st.borrow_mut();
         if let Err(e) = synced {
             st.offline = Some(e.to_string());
             return Err(e.into());
         }
-        st.records_since_flush = st.records_since_flush.saturating_sub(records);
-        if st.records_since_flush == 0 {
+        // The sync covers what was committed when the flush started; writes
+        // committed while it ran may have missed it and stay unflushed.
+        st.records_synced = st.records_synced.max(committed);
+        if st.records_synced == st.records_committed {
             st.unflushed_since_ms = None;
+        } else if let Some(since) = st.unflushed_since_ms.as_mut() {
+            *since = (*since).max(started_ms);
         }
         Ok(())
     }
@@ -706,7 +763,7 @@ impl PartitionLog {
             (file, indexes, producer_snapshot_job(&mut st, end))
         };
         let done = tokio::task::spawn_blocking(move || {
-            file.sync_data()?;
+            durable::sync_data(&file)?;
             indexes.write()?;
             snapshot.write()
         })
@@ -746,15 +803,35 @@ pub fn remove_log_dir(dir: &Path) -> io::Result<()> {
     let mut doomed = dir.as_os_str().to_owned();
     doomed.push(DELETED_DIR_SUFFIX);
     let doomed = PathBuf::from(doomed);
-    match fs::rename(dir, &doomed) {
+    match durable::rename(dir, &doomed) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
     if let Some(parent) = dir.parent() {
-        fs::File::open(parent)?.sync_all()?;
+        durable::sync_dir(parent)?;
     }
-    fs::remove_dir_all(&doomed)
+    durable::remove_dir_all(&doomed)
+}
+
+/// Waits until segment removals in flight are durable (see `enforce_retention`).
+async fn wait_for_removals(st: &Rc<RefCell<LogState>>) {
+    loop {
+        let done = {
+            let s = st.borrow();
+            if s.removals_pending == 0 {
+                return;
+            }
+            s.removals_done.clone()
+        };
+        let notified = done.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if st.borrow().removals_pending == 0 {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// fdatasyncs the sealed segments whose background sync has not finished. A
@@ -775,7 +852,7 @@ async fn sync_sealed(st: &Rc<RefCell<LogState>>) -> Result<()> {
 
 async fn sync_file(file: &Arc<fs::File>) -> io::Result<()> {
     let f = tokio_uring::fs::File::from_std(file.try_clone()?);
-    let r = f.sync_data().await;
+    let r = durable::synced_by(file, f.sync_data()).await;
     let _ = f.close().await;
     r
 }
@@ -810,6 +887,32 @@ fn spawn_producer_snapshot(st: &mut LogState, end: u64) {
             tracing::warn!(dir = %dir.display(), "producer state snapshot at offset {end} failed: {e}");
         }
     });
+}
+
+/// DeleteRecords made the log start offset durable, but not the data up to
+/// it, and a crash left the log ending before its start. As Kafka's log
+/// loader does, the log restarts empty at its start offset, so offsets
+/// consumers were told are deleted are never handed out again; producer
+/// snapshots go with the batches they describe.
+fn restart_at_log_start(
+    dir: &Path,
+    segments: &mut BTreeMap<u64, Segment>,
+    start: u64,
+    now: u64,
+    index_interval_bytes: u64,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    for (&base, seg) in segments.iter() {
+        report.truncated_bytes += seg.size;
+        report.segments_dropped += 1;
+        Segment::delete_files_at(dir, base)?;
+    }
+    segments.clear();
+    producer_snapshot::remove_all(dir)?;
+    report.truncation_reason = Some(format!("the log ended before its start offset {start}"));
+    // Its directory sync makes the removals durable too.
+    segments.insert(start, Segment::create(dir, start, now, index_interval_bytes)?);
+    Ok(())
 }
 
 fn read_checkpoint(dir: &Path) -> Result<Option<u64>> {

@@ -19,6 +19,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::durable;
 use crate::producer_state::{BatchMeta, ProducerEntry, ProducerStates, BATCHES_RETAINED};
 use crate::segment::{file_stem, Segment};
 
@@ -155,10 +156,10 @@ pub fn write(dir: &Path, offset: u64, entries: &[(i64, ProducerEntry)]) -> io::R
     {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&encode(offset, entries))?;
-        f.sync_data()?;
+        durable::sync_data(&f)?;
     }
-    fs::rename(&tmp, &final_path)?;
-    fs::File::open(dir)?.sync_all()?;
+    durable::rename(&tmp, &final_path)?;
+    durable::sync_dir(dir)?;
     let all = list(dir)?;
     for old in &all[..all.len().saturating_sub(KEEP)] {
         remove(dir, *old)?;
@@ -166,8 +167,17 @@ pub fn write(dir: &Path, offset: u64, entries: &[(i64, ProducerEntry)]) -> io::R
     Ok(())
 }
 
+/// Deletes every snapshot (the log restarts empty); durable once the
+/// directory is synced.
+pub fn remove_all(dir: &Path) -> io::Result<()> {
+    for offset in list(dir)? {
+        remove(dir, offset)?;
+    }
+    Ok(())
+}
+
 fn remove(dir: &Path, offset: u64) -> io::Result<()> {
-    match fs::remove_file(path(dir, offset)) {
+    match durable::remove_file(&path(dir, offset)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -196,9 +206,11 @@ pub fn recover(
     let started = std::time::Instant::now();
     let mut report = ProducerRecovery::default();
     let mut table = ProducerStates::default();
+    let mut removed = false;
     for offset in list(dir)?.into_iter().rev() {
         if offset > log_end {
             remove(dir, offset)?;
+            removed = true;
             continue;
         }
         match fs::read(path(dir, offset)).map_err(|e| e.to_string()).and_then(|b| decode(&b)) {
@@ -211,6 +223,13 @@ pub fn recover(
             Err(e) => tracing::warn!(dir = %dir.display(), offset, "damaged producer snapshot ignored: {e}"),
         }
         remove(dir, offset)?;
+        removed = true;
+    }
+    if removed {
+        // A snapshot past the log end describes batches a crash lost. Should
+        // it come back at a later crash, once the log has grown past its
+        // offset with other batches, it would be loaded.
+        durable::sync_dir(dir)?;
     }
     let from = report.snapshot_offset.unwrap_or(0);
     // The segment holding `from` (snapshots sit on batch boundaries), then all later ones.

@@ -3,13 +3,14 @@
 //! (group-committed through io_uring); this file holds the bookkeeping and the
 //! positional reads used by fetch, ListOffsets and recovery.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::durable;
 use crate::error::{EngineError, Result};
 use crate::index::{OffsetIndex, TimeIndex};
 
@@ -61,9 +62,11 @@ pub struct IndexFiles {
 }
 
 impl IndexFiles {
+    /// Both files, then one directory sync for their names.
     pub fn write(&self) -> io::Result<()> {
         self.offset_index.write(&self.offset_path)?;
-        self.time_index.write(&self.time_path)
+        self.time_index.write(&self.time_path)?;
+        durable::sync_dir(self.offset_path.parent().unwrap_or(Path::new(".")))
     }
 }
 
@@ -98,7 +101,7 @@ impl Segment {
     /// name durable (a directory fsync).
     pub fn create(dir: &Path, base_offset: u64, now_ms: u64, index_interval_bytes: u64) -> io::Result<Segment> {
         let seg = Self::create_unsynced(dir, base_offset, now_ms, index_interval_bytes)?;
-        File::open(dir)?.sync_all()?;
+        durable::sync_dir(dir)?; // make the new name durable
         Ok(seg)
     }
 
@@ -211,7 +214,7 @@ impl Segment {
                 });
             }
             seg.file.set_len(seg.size)?;
-            seg.file.sync_all()?;
+            durable::sync_all(&seg.file)?;
         }
         Ok((seg, report))
     }
@@ -381,7 +384,8 @@ impl Segment {
         Ok(b)
     }
 
-    /// Persists the indexes (segment sealed, or clean shutdown).
+    /// Persists the indexes (segment sealed, or clean shutdown): both files,
+    /// then one directory sync for their names.
     pub fn write_indexes(&self) -> io::Result<()> {
         self.index_files().write()
     }
@@ -415,9 +419,22 @@ impl Segment {
 
     /// Removes the files of the segment at `base` in `dir`.
     pub fn delete_files_at(dir: &Path, base: u64) -> io::Result<()> {
-        fs::remove_file(Self::log_path(dir, base))?;
+        durable::remove_file(&Self::log_path(dir, base))?;
+        Self::delete_indexes_at(dir, base)
+    }
+
+    /// Removes the segment's index files, if any: before it is sealed, those
+    /// a clean close wrote while it was active (stale since it grew). On disk
+    /// a sealed segment with indexes must be one whose data was synced
+    /// (`log::writer::seal`); the next segment's creation syncs the directory,
+    /// so the removal is durable before the segment counts as sealed.
+    pub fn delete_indexes(&self) -> io::Result<()> {
+        Self::delete_indexes_at(&self.dir, self.base_offset)
+    }
+
+    fn delete_indexes_at(dir: &Path, base: u64) -> io::Result<()> {
         for p in Self::index_paths(dir, base) {
-            match fs::remove_file(&p) {
+            match durable::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }

@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::{now_ms, spawn_producer_snapshot, sync_file, sync_sealed, LogState, OWNED_HEAD_BYTES as HEAD};
 use crate::batch::BatchHeader;
+use crate::durable;
 use crate::error::{EngineError, Result};
 use crate::segment::Segment;
 
@@ -303,7 +304,7 @@ impl Writer {
         let mut records = self.records(ready);
         let sync = self.pending.iter().take(ready).any(|p| p.append.sync) || {
             let s = self.st.borrow();
-            s.config.flush_messages.is_some_and(|m| s.records_since_flush + records >= m)
+            s.config.flush_messages.is_some_and(|m| s.records_committed + records - s.records_synced >= m)
         };
         if sync {
             // One fdatasync covers every write already submitted: let them
@@ -313,7 +314,9 @@ impl Writer {
             ready = self.ready();
             records = self.records(ready);
             // A durable acknowledgement covers everything before it, including
-            // sealed segments whose background sync has not finished.
+            // sealed segments whose background sync has not finished and
+            // segment removals whose directory sync has not.
+            super::wait_for_removals(&self.st).await;
             sync_sealed(&self.st).await?;
             self.sync_active().await?;
         }
@@ -338,12 +341,12 @@ impl Writer {
         s.stats.batches += batches;
         s.stats.bytes += bytes;
         s.stats.commits += 1;
+        s.records_committed += records;
         if sync {
-            s.records_since_flush = 0;
+            s.records_synced = s.records_committed;
             s.unflushed_since_ms = None;
             s.stats.syncs += 1;
         } else if bytes > 0 {
-            s.records_since_flush += records;
             s.unflushed_since_ms.get_or_insert(now);
         }
         let (end, base, size) = {
@@ -457,6 +460,9 @@ fn roll_segment(st: &Rc<RefCell<LogState>>) -> Result<()> {
     let active = s.active();
     let (base, next) = (active.base_offset, active.next_offset);
     let file = active.file.clone();
+    // Indexes a clean close left on the segment are stale, and must not mark
+    // it synced: its seal writes them anew once its data is.
+    active.delete_indexes()?;
     // Only an optimisation for the next open (without it recovery reads
     // more headers), so it is written in the background.
     spawn_producer_snapshot(&mut s, next);
@@ -466,7 +472,7 @@ fn roll_segment(st: &Rc<RefCell<LogState>>) -> Result<()> {
     let seg = Segment::create_unsynced(&dir, next, now_ms(), interval)?;
     let writer = s.active_writer.take();
     s.segments.insert(next, seg);
-    s.dir_unsynced = true;
+    s.dir_rolls += 1;
     s.unsynced_sealed.push(base);
     s.stats.rolls += 1;
     drop(s);
@@ -528,17 +534,19 @@ async fn seal(st: Rc<RefCell<LogState>>, base: u64, writer: Option<Rc<tokio_urin
 /// fsyncs the log directory (on a blocking thread) if a roll created a
 /// segment whose name is not yet durable. A failure takes the log offline.
 pub(super) async fn sync_dir_if_needed(st: &Rc<RefCell<LogState>>) -> Result<()> {
-    let dir = {
+    let (dir, covers) = {
         let s = st.borrow();
-        if !s.dir_unsynced {
+        if s.dir_synced_rolls >= s.dir_rolls {
             return Ok(());
         }
-        s.dir.clone()
+        (s.dir.clone(), s.dir_rolls)
     };
-    let synced = tokio::task::spawn_blocking(move || fs::File::open(&dir)?.sync_all()).await;
+    // Covers the rolls made before it starts, not those made while it runs.
+    let synced = tokio::task::spawn_blocking(move || crate::durable::sync_dir(&dir)).await;
     match synced.map_err(io::Error::other).and_then(|r| r) {
         Ok(()) => {
-            st.borrow_mut().dir_unsynced = false;
+            let mut s = st.borrow_mut();
+            s.dir_synced_rolls = s.dir_synced_rolls.max(covers);
             Ok(())
         }
         Err(e) => {
@@ -552,7 +560,7 @@ pub(super) async fn sync_dir_if_needed(st: &Rc<RefCell<LogState>>) -> Result<()>
 /// no write opened one (a segment that only duplicate waiters reached).
 async fn sync_segment(writer: Option<Rc<tokio_uring::fs::File>>, file: &Arc<fs::File>) -> io::Result<()> {
     match writer {
-        Some(w) => w.sync_data().await,
+        Some(w) => durable::synced_by(file, w.sync_data()).await,
         None => sync_file(file).await,
     }
 }
