@@ -495,7 +495,8 @@ impl PartitionLog {
                 let bytes = seg.read_batch(pos, &h)?;
                 let mut found = None;
                 batch::walk_records(&bytes[batch::HEADER_LEN..], h.records_count, |r| {
-                    let ts = h.base_timestamp + r.timestamp_delta;
+                    // Both come from the producer: saturate rather than overflow.
+                    let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
                     if found.is_none() && ts >= target {
                         found = Some((h.base_offset as u64 + r.offset_delta as u64, ts));
                     }
