@@ -7,6 +7,8 @@ mod connection;
 mod context;
 mod controller;
 mod errors;
+#[cfg(test)]
+mod fuzz;
 mod group;
 mod producer_ids;
 mod response;
