@@ -9,8 +9,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, Message};
 
 use super::corpus::{seeds, Seed};
-use super::count_alloc::peak_bytes;
-use super::{decode_body, UNCHARGED_SLACK_BYTES};
+use super::{decode_charged, UNCHARGED_SLACK_BYTES};
 use crate::api::{self, Parsed};
 
 const KIB: usize = 1024;
@@ -58,9 +57,14 @@ fn split(seed: &Seed) -> (ApiKey, RequestHeader, Bytes) {
 }
 
 fn decode_measured(api: ApiKey, header: &RequestHeader, body: &Bytes) -> Measured {
-    let input = body.clone();
-    let (r, peak_bytes) = peak_bytes(|| decode_body(api, header, input).is_ok());
-    Measured { body_bytes: body.len(), peak_bytes, decoded: r }
+    let (r, peak_bytes, charged_bytes) = decode_charged(api, header, body.clone());
+    // Everything the decode allocated was charged to the budget first.
+    assert!(
+        peak_bytes <= charged_bytes + UNCHARGED_SLACK_BYTES,
+        "{api:?} v{}: {peak_bytes} bytes allocated but only {charged_bytes} charged",
+        header.request_api_version
+    );
+    Measured { body_bytes: body.len(), peak_bytes, decoded: r.is_ok() }
 }
 
 /// The seed's body up to `at`, then a claimed count, then `pad` up to
@@ -234,6 +238,19 @@ fn shapes(size: usize) -> Vec<(&'static str, ApiKey, i16, Bytes)> {
     }
     b.put_u8(0);
     out.push(("Produce v9, topics with a tagged field (5 B)", ApiKey::Produce, 9, b.freeze()));
+    // Produce v9: one topic carrying N distinct unknown tagged fields (tags
+    // from 16384 up: 3-byte varints, then an empty value).
+    let n = ((size - 16) / 4).min(1 << 21);
+    let mut b = BytesMut::with_capacity(size);
+    b.put_slice(&[0, 0, 1, 0, 0, 0x75, 0x30, 2, 1, 1]); // one topic, empty name, no partitions
+    b.put_slice(&padded_varint(n as u64, 5));
+    for t in 0..n as u64 {
+        b.put_slice(&padded_varint(16384 + t, 3));
+        b.put_u8(0);
+    }
+    b.put_u8(0);
+    b.resize(size.max(b.len()), 0);
+    out.push(("Produce v9, one topic with distinct tagged fields (4 B)", ApiKey::Produce, 9, b.freeze()));
     // Metadata v9: N topics of 2 bytes (null name, no tags).
     let n = (size - 9) / 2;
     let mut b = BytesMut::with_capacity(size);

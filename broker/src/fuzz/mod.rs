@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::budget::DecodeBudget;
 use laminar_engine::{batch, LogConfig};
 
 use crate::api::{self, ConnError, Parsed};
@@ -36,7 +37,8 @@ use mutate::Rng;
 /// The connection refuses smaller frames before `api::handle` sees them.
 const FRAME_MIN_BYTES: usize = crate::connection::FRAME_MIN_BYTES;
 /// Allocations a decode may make beyond what it charges to the budget: the
-/// error message (and an error backtrace if RUST_BACKTRACE is set).
+/// error message (and an error backtrace if RUST_BACKTRACE is set), the
+/// shared header of a body `Bytes`.
 pub const UNCHARGED_SLACK_BYTES: usize = 256 * 1024;
 /// One input normally takes microseconds; this much is a bug (debug build,
 /// shared CI machine: generous).
@@ -94,6 +96,22 @@ fn decode_body(api: ApiKey, header: &RequestHeader, body: Bytes) -> Result<Optio
     }
 }
 
+/// Decodes as `decode_body` does, returning the result, the most bytes
+/// allocated at once, and the bytes charged to the decode budget (the
+/// broker's budgets nest inside an unlimited one here, which collects their
+/// charges): the check that the codec charges everything it allocates.
+pub fn decode_charged(
+    api: ApiKey,
+    header: &RequestHeader,
+    body: Bytes,
+) -> (Result<Option<ProduceRequest>, ConnError>, usize, usize) {
+    let outer = DecodeBudget::enter(usize::MAX);
+    let (decoded, peak) = count_alloc::peak_bytes(|| decode_body(api, header, body));
+    let charged = outer.charged_bytes();
+    drop(outer);
+    (decoded, peak, charged)
+}
+
 /// What one input did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -123,10 +141,10 @@ pub fn exercise(frame: &[u8], max_message_bytes: usize) -> Result<Outcome, Strin
     let Ok(Parsed::Request(api, header, body)) = parsed else {
         return Ok(Outcome::HeaderRefused);
     };
-    let (decoded, peak) = count_alloc::peak_bytes(|| decode_body(api, &header, body.clone()));
-    if peak > allowed {
+    let (decoded, peak, charged) = decode_charged(api, &header, body.clone());
+    if peak > allowed || peak > charged + UNCHARGED_SLACK_BYTES {
         return Err(format!(
-            "decoding {api:?} v{} allocated {peak} bytes (allowed {allowed})",
+            "decoding {api:?} v{} allocated {peak} bytes (charged {charged}, allowed {allowed})",
             header.request_api_version
         ));
     }
