@@ -20,7 +20,7 @@ use crate::response::{Chunk, Response};
 /// Requests of one connection being worked on at once; reading stops beyond it.
 const INFLIGHT_MAX: usize = 32;
 /// Smallest valid frame: api key, version, correlation id, client id length.
-const FRAME_MIN_BYTES: usize = 10;
+pub(crate) const FRAME_MIN_BYTES: usize = 10;
 
 type Pending = Pin<Box<dyn Future<Output = Result<Option<Response>, api::ConnError>>>>;
 

@@ -7,6 +7,8 @@ mod connection;
 mod context;
 mod errors;
 mod etcd;
+#[cfg(test)]
+mod fuzz;
 mod group;
 mod partition_dirs;
 mod placement;

@@ -70,3 +70,42 @@ fn random_bodies_for_every_api_and_version() {
     let log = l.log_text();
     assert!(!log.contains("panicked"), "a handler panicked:\n{log}");
 }
+
+/// A valid 16 MiB Metadata v9 request naming 8 million topics of null names:
+/// the codec would build 600 MB of structures for it. It goes over the decode
+/// budget (8 MiB + 4 × the frame), so the broker closes that connection with
+/// one log line saying so, and keeps serving.
+#[test]
+fn a_request_over_the_decode_budget_closes_its_connection_only() {
+    let l = Laminar::start(&[]);
+    let mut s = l.connect();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut f = BytesMut::new();
+    f.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Metadata as i16)
+        .with_request_api_version(9)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("budget")))
+        .encode(&mut f, ApiKey::Metadata.request_header_version(9))
+        .unwrap();
+    let topics = 8 * 1024 * 1024;
+    // Compact array of topics + 1, each a null name and no tagged fields.
+    let mut n = topics as u32 + 1;
+    while n >= 0x80 {
+        f.put_u8(n as u8 | 0x80);
+        n >>= 7;
+    }
+    f.put_u8(n as u8);
+    f.put_bytes(0, topics * 2);
+    f.put_slice(&[1, 0, 0, 0]); // auto-create, cluster and topic operations, tags
+    let size = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&size.to_be_bytes());
+    s.write_all(&f).unwrap();
+    assert!(common::closed_by_broker(&mut s), "an over-budget request is not answered: its connection closes");
+    let mut probe = l.connect();
+    let r: ApiVersionsResponse = call(&mut probe, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(r.error_code, 0);
+    let log = l.log_text();
+    assert!(log.contains("decode memory budget exceeded"), "the broker logs why it closed the connection:\n{log}");
+}

@@ -536,3 +536,24 @@ fn future_timestamps_are_refused_and_idle_data_expires() {
         assert_eq!(read_all(&log), vec![(3, 1)]);
     });
 }
+
+/// A producer may send any base timestamp (when the topic allows any:
+/// `message.timestamp.after.max.ms`); a record's delta past i64::MAX
+/// overflowed (a panic in debug builds, a wrapped timestamp in release) when
+/// ListOffsets searched by time.
+#[test]
+fn timestamps_at_the_end_of_the_range_do_not_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    run(async {
+        let any_time = LogConfig { message_timestamp_after_max_ms: u64::MAX, ..small_segments() };
+        let (log, _) = PartitionLog::open(dir.path(), any_time).unwrap();
+        let mut b = make_batch(2, 10, i64::MAX - 2);
+        // baseTimestamp = maxTimestamp = i64::MAX: the second record's delta of 1 goes past it.
+        b[27..35].copy_from_slice(&i64::MAX.to_be_bytes());
+        b[35..43].copy_from_slice(&i64::MAX.to_be_bytes());
+        let crc = crate::batch::compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        log.append(vec![bm(&b)], false).await.unwrap();
+        assert_eq!(log.offset_for_timestamp(i64::MAX).unwrap(), Some((0, i64::MAX)));
+    });
+}

@@ -5,12 +5,13 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::budget::with_decode_budget;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::context::Ctx;
 use crate::response::Response;
 
-mod api_versions;
+pub(crate) mod api_versions;
 mod configs;
 mod create_topics;
 mod delete_records;
@@ -21,7 +22,7 @@ mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offsets;
-mod produce;
+pub(crate) mod produce;
 
 /// Errors that end the connection (the request could not be understood, or
 /// the socket failed). Everything else is a Kafka error code in a response.
@@ -39,8 +40,17 @@ fn bad(e: impl std::fmt::Display) -> ConnError {
     ConnError::Frame(e.to_string())
 }
 
-/// Parses a frame's header and runs the API's handler.
-pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, mut frame: Bytes) -> HandlerResult {
+/// A frame whose header is parsed: the API and header, and the body left.
+pub(crate) enum Parsed {
+    Request(ApiKey, RequestHeader, Bytes),
+    /// An ApiVersions version newer than ours: answered as KIP-511 says.
+    NewerApiVersions {
+        correlation_id: i32,
+    },
+}
+
+/// Parses a frame's header (the connection guarantees at least 10 bytes).
+pub(crate) fn parse_header(mut frame: Bytes) -> Result<Parsed, ConnError> {
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let Ok(api) = ApiKey::try_from(key) else {
@@ -51,7 +61,7 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, mut frame: Bytes) -> HandlerRes
         // KIP-511: answer an unknown ApiVersions version with v0 + error 35 so
         // the client can retry with a version we know. Its header is v0 anyway.
         let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        return api_versions::unsupported_version(correlation_id);
+        return Ok(Parsed::NewerApiVersions { correlation_id });
     }
     let Some((min, max)) = supported else {
         return Err(ConnError::Frame(format!("API {api:?} ({key}) is not supported")));
@@ -59,9 +69,19 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, mut frame: Bytes) -> HandlerRes
     if version < min || version > max {
         return Err(ConnError::Frame(format!("{api:?} v{version} is not supported (supported: v{min}–v{max})")));
     }
-    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
-        .map_err(|e| bad(format!("bad {api:?} v{version} request header: {e}")))?;
-    let body = frame;
+    let budget_bytes = decode_budget_bytes(frame.len());
+    let header =
+        with_decode_budget(budget_bytes, || RequestHeader::decode(&mut frame, api.request_header_version(version)))
+            .map_err(|e| bad(format!("bad {api:?} v{version} request header: {e}")))?;
+    Ok(Parsed::Request(api, header, frame))
+}
+
+/// Parses a frame's header and runs the API's handler.
+pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, frame: Bytes) -> HandlerResult {
+    let (api, header, body) = match parse_header(frame)? {
+        Parsed::Request(api, header, body) => (api, header, body),
+        Parsed::NewerApiVersions { correlation_id } => return api_versions::unsupported_version(correlation_id),
+    };
     let ctx = &ctx;
     match api {
         ApiKey::ApiVersions => api_versions::handle(&header, body),
@@ -93,9 +113,30 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, mut frame: Bytes) -> HandlerRes
     }
 }
 
-/// Decodes a request body at the header's version.
+/// Decoding one request may allocate `DECODE_BUDGET_BASE_BYTES` plus
+/// `DECODE_BUDGET_PER_FRAME_BYTE` bytes per byte of its frame (the codec
+/// charges each array and unknown tagged field before allocating; going over
+/// closes the connection). Real requests stay below: Produce records stay in
+/// the frame (under 1×); the densest real elements are partitions of
+/// fixed-size fields, 2.4–4× their wire size in current versions (Fetch v12:
+/// 33 bytes → 80; OffsetCommit v8 with empty metadata: 18 → 72) and up to 5×
+/// in old ones (Fetch v4: 16 → 80), which still fit up to 8 MiB — half a
+/// million partitions in one request. Any request up to 80 KiB fits the base
+/// whatever its shape (the worst, topics with an unknown tagged field each,
+/// is 100× its size). What is refused: large frames of empty names and empty
+/// elements, which no client sends, and which would otherwise build up to
+/// 100× their size (10 GB from a 100 MiB frame).
+pub(crate) const DECODE_BUDGET_BASE_BYTES: usize = 8 << 20;
+pub(crate) const DECODE_BUDGET_PER_FRAME_BYTE: usize = 4;
+
+pub(crate) fn decode_budget_bytes(frame_bytes: usize) -> usize {
+    DECODE_BUDGET_BASE_BYTES.saturating_add(frame_bytes.saturating_mul(DECODE_BUDGET_PER_FRAME_BYTE))
+}
+
+/// Decodes a request body at the header's version, within the decode budget.
 pub(crate) fn decode<R: Decodable>(header: &RequestHeader, mut body: Bytes) -> Result<R, ConnError> {
-    R::decode(&mut body, header.request_api_version).map_err(|e| {
+    let budget_bytes = decode_budget_bytes(body.len());
+    with_decode_budget(budget_bytes, || R::decode(&mut body, header.request_api_version)).map_err(|e| {
         bad(format!("malformed request body (api {} v{}): {e}", header.request_api_key, header.request_api_version))
     })
 }

@@ -100,8 +100,9 @@ fn invalid_name(topic: &str, e: KafkaError) -> KafkaError {
 /// request and the answer are hand-coded here; the records are skipped unread.
 fn refuse_old_version(header: &RequestHeader, body: Bytes) -> HandlerResult {
     let version = header.request_api_version;
-    let OldProduce { acks, topics } =
-        decode_old(body).map_err(|e| ConnError::Frame(format!("malformed request body (api 0 v{version}): {e}")))?;
+    let budget = super::decode_budget_bytes(body.len());
+    let OldProduce { acks, topics } = kafka_protocol::protocol::budget::with_decode_budget(budget, || decode_old(body))
+        .map_err(|e| ConnError::Frame(format!("malformed request body (api 0 v{version}): {e}")))?;
     tracing::debug!(version, acks, "refusing Produce v{version}: v{PRODUCE_MIN_ACCEPTED}+ only");
     if acks == 0 {
         return Ok(None); // the client expects no response at all
@@ -128,7 +129,7 @@ fn refuse_old_version(header: &RequestHeader, body: Bytes) -> HandlerResult {
 }
 
 /// What a refusal needs of a Produce v0–v2 request.
-struct OldProduce {
+pub(crate) struct OldProduce {
     acks: i16,
     /// (name with its i16 length prefix, as sent; partition indexes).
     topics: Vec<(Bytes, Vec<i32>)>,
@@ -136,42 +137,50 @@ struct OldProduce {
 
 /// A Produce v0–v2 body: acks i16, timeout i32, [topic: name (i16-prefixed),
 /// [partition: index i32, records (i32-prefixed, -1 = null)]]. Counts come
-/// from the wire, so nothing is reserved from them.
-fn decode_old(mut body: Bytes) -> Result<OldProduce, &'static str> {
-    fn need(b: &Bytes, n: usize) -> Result<(), &'static str> {
+/// from the wire, so nothing is reserved from them, and what is kept is
+/// charged to the request's decode budget as the codec's own decoders do
+/// (three times its size: a growing vector, while it moves, holds its old
+/// buffer and one twice as large).
+pub(crate) fn decode_old(mut body: Bytes) -> Result<OldProduce, String> {
+    fn need(b: &Bytes, n: usize) -> Result<(), String> {
         if b.remaining() < n {
-            Err("truncated")
+            Err("truncated".into())
         } else {
             Ok(())
         }
+    }
+    fn charge(bytes: usize, what: &str) -> Result<(), String> {
+        kafka_protocol::protocol::budget::charge(3 * bytes, || what.to_string()).map_err(|e| e.to_string())
     }
     need(&body, 2 + 4 + 4)?;
     let acks = body.get_i16();
     let _timeout_ms = body.get_i32();
     let topic_count = body.get_i32();
     if topic_count < 0 {
-        return Err("negative topic count");
+        return Err("negative topic count".into());
     }
     let mut topics = Vec::new();
     for _ in 0..topic_count {
         need(&body, 2)?;
         let name_len = i16::from_be_bytes([body[0], body[1]]);
         if name_len < 0 {
-            return Err("null topic name");
+            return Err("null topic name".into());
         }
         need(&body, 2 + name_len as usize + 4)?;
+        charge(std::mem::size_of::<(Bytes, Vec<i32>)>(), "a Produce v0-v2 topic")?;
         let name = body.split_to(2 + name_len as usize);
         let partition_count = body.get_i32();
         if partition_count < 0 {
-            return Err("negative partition count");
+            return Err("negative partition count".into());
         }
         let mut partitions = Vec::new();
         for _ in 0..partition_count {
             need(&body, 4 + 4)?;
+            charge(std::mem::size_of::<i32>(), "a Produce v0-v2 partition")?;
             partitions.push(body.get_i32());
             let records_len = body.get_i32();
             if records_len < -1 {
-                return Err("negative records length");
+                return Err("negative records length".into());
             }
             if records_len > 0 {
                 need(&body, records_len as usize)?;
@@ -181,7 +190,7 @@ fn decode_old(mut body: Bytes) -> Result<OldProduce, &'static str> {
         topics.push((name, partitions));
     }
     if body.has_remaining() {
-        return Err("trailing bytes");
+        return Err("trailing bytes".into());
     }
     Ok(OldProduce { acks, topics })
 }

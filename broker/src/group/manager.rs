@@ -365,14 +365,19 @@ fn subscribed_topics(g: &Group) -> HashSet<String> {
     out
 }
 
-fn parse_subscription(mut meta: Bytes) -> Option<ConsumerProtocolSubscription> {
+pub(crate) fn parse_subscription(mut meta: Bytes) -> Option<ConsumerProtocolSubscription> {
     if meta.len() < 2 {
         return None;
     }
     // The embedded struct carries its own version in its first two bytes.
     let version = i16::from_be_bytes([meta[0], meta[1]]).clamp(0, 3);
     let _ = bytes::Buf::get_i16(&mut meta);
-    ConsumerProtocolSubscription::decode(&mut meta, version).ok()
+    // Within a decode budget like a request's: the bytes came from a JoinGroup.
+    let budget_bytes = crate::api::decode_budget_bytes(meta.len());
+    kafka_protocol::protocol::budget::with_decode_budget(budget_bytes, || {
+        ConsumerProtocolSubscription::decode(&mut meta, version)
+    })
+    .ok()
 }
 
 /// The shard's group timer.

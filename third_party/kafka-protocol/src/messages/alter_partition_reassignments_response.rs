@@ -178,7 +178,7 @@ impl Decodable for AlterPartitionReassignmentsResponse {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
         }
         Ok(Self {
             throttle_time_ms,
@@ -327,7 +327,7 @@ impl Decodable for ReassignablePartitionResponse {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
         }
         Ok(Self {
             partition_index,
@@ -456,7 +456,7 @@ impl Decodable for ReassignableTopicResponse {
             let tag: u32 = types::UnsignedVarInt.decode(buf)?;
             let size: u32 = types::UnsignedVarInt.decode(buf)?;
             let unknown_value = buf.try_get_bytes(size as usize)?;
-            unknown_tagged_fields.insert(tag as i32, unknown_value);
+            crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
         }
         Ok(Self {
             name,

@@ -134,6 +134,13 @@ impl Encodable for DeleteTopicState {
 
 #[cfg(feature = "broker")]
 impl Decodable for DeleteTopicState {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = version >= 4;
+        when(version >= 6, string(true) + 16) + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version < 1 || version > 6 {
             bail!("specified version not supported by this message type");
@@ -155,7 +162,7 @@ impl Decodable for DeleteTopicState {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {
@@ -342,7 +349,7 @@ impl Decodable for DeleteTopicsRequest {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {

@@ -318,7 +318,7 @@ impl Decodable for JoinGroupRequest {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {
@@ -465,6 +465,13 @@ impl Encodable for JoinGroupRequestProtocol {
 
 #[cfg(feature = "broker")]
 impl Decodable for JoinGroupRequestProtocol {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = version >= 6;
+        string(flexible) + bytes(flexible) + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version < 0 || version > 9 {
             bail!("specified version not supported by this message type");
@@ -486,7 +493,7 @@ impl Decodable for JoinGroupRequestProtocol {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {

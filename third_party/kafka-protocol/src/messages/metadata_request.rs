@@ -219,7 +219,7 @@ impl Decodable for MetadataRequest {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {
@@ -354,6 +354,13 @@ impl Encodable for MetadataRequestTopic {
 
 #[cfg(feature = "broker")]
 impl Decodable for MetadataRequestTopic {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = version >= 9;
+        when(version >= 10, 16) + string(flexible) + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version < 0 || version > 13 {
             bail!("specified version not supported by this message type");
@@ -375,7 +382,7 @@ impl Decodable for MetadataRequestTopic {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {

@@ -141,6 +141,13 @@ impl Encodable for OffsetDeleteRequestPartition {
 
 #[cfg(feature = "broker")]
 impl Decodable for OffsetDeleteRequestPartition {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = false;
+        4 + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version != 0 {
             bail!("specified version not supported by this message type");
@@ -219,6 +226,13 @@ impl Encodable for OffsetDeleteRequestTopic {
 
 #[cfg(feature = "broker")]
 impl Decodable for OffsetDeleteRequestTopic {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = false;
+        string(flexible) + array(flexible) + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version != 0 {
             bail!("specified version not supported by this message type");

@@ -257,7 +257,7 @@ impl Decodable for OffsetFetchRequest {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {
@@ -455,6 +455,13 @@ impl Encodable for OffsetFetchRequestGroup {
 
 #[cfg(feature = "broker")]
 impl Decodable for OffsetFetchRequestGroup {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = version >= 6;
+        when(version >= 8, string(true) + array(true)) + when(version >= 9, string(true) + 4) + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version < 1 || version > 9 {
             bail!("specified version not supported by this message type");
@@ -486,7 +493,7 @@ impl Decodable for OffsetFetchRequestGroup {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {
@@ -650,6 +657,13 @@ impl Encodable for OffsetFetchRequestTopic {
 
 #[cfg(feature = "broker")]
 impl Decodable for OffsetFetchRequestTopic {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = version >= 6;
+        when(version <= 7, string(flexible) + array(flexible)) + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version < 1 || version > 9 {
             bail!("specified version not supported by this message type");
@@ -679,7 +693,7 @@ impl Decodable for OffsetFetchRequestTopic {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {
@@ -829,6 +843,13 @@ impl Encodable for OffsetFetchRequestTopics {
 
 #[cfg(feature = "broker")]
 impl Decodable for OffsetFetchRequestTopics {
+    // Laminar patch: the smallest encoding at `version`, mirroring `decode`
+    // below (checked against the default value's encoding by Laminar's tests).
+    fn min_encoded_size(version: i16) -> usize {
+        use crate::protocol::min_size::*;
+        let flexible = version >= 6;
+        when(version >= 8, string(true) + array(true)) + tagged_fields(flexible)
+    }
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
         if version < 1 || version > 9 {
             bail!("specified version not supported by this message type");
@@ -851,7 +872,7 @@ impl Decodable for OffsetFetchRequestTopics {
                 let tag: u32 = types::UnsignedVarInt.decode(buf)?;
                 let size: u32 = types::UnsignedVarInt.decode(buf)?;
                 let unknown_value = buf.try_get_bytes(size as usize)?;
-                unknown_tagged_fields.insert(tag as i32, unknown_value);
+                crate::protocol::insert_unknown_tagged_field(&mut unknown_tagged_fields, tag, unknown_value)?;
             }
         }
         Ok(Self {

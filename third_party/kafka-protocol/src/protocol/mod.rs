@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use buf::{ByteBuf, ByteBufMut};
 use bytes::Bytes;
 
+pub mod budget;
 pub mod buf;
 pub mod types;
 
@@ -144,6 +145,12 @@ pub(crate) trait Encoder<Value> {
 
 pub(crate) trait Decoder<Value> {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<Value>;
+    /// Laminar patch: the fewest bytes a value takes on the wire, which bounds
+    /// an array's claimed count by the bytes left. Never more than the true
+    /// minimum, or valid input would be refused; 1 is always safe.
+    fn min_encoded_size(&self) -> usize {
+        1
+    }
 }
 
 /// The range of versions (min, max) allowed for agiven message.
@@ -198,6 +205,15 @@ pub trait Encodable: Sized {
 pub trait Decodable: Sized {
     /// Decode the message from the provided buffer and version.
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self>;
+    /// Laminar patch: the fewest bytes this message takes on the wire at
+    /// `version`. Array decoding refuses a count larger than the bytes left
+    /// divided by it. The default, 1, is safe for any type used as an array
+    /// element; the request element types of the APIs Laminar serves override
+    /// it with their real minimum.
+    fn min_encoded_size(version: i16) -> usize {
+        let _ = version;
+        1
+    }
 }
 
 /// Every message has a set of versions valid for a given header version.
@@ -267,4 +283,74 @@ pub(crate) fn compute_unknown_tagged_fields_size(
         total_size += v.len();
     }
     Ok(total_size)
+}
+
+/// Laminar patch: what one unknown tagged field is charged against the decode
+/// budget ([`budget`]). The first entry of a map allocates a B-tree leaf
+/// (408 bytes for `<i32, Bytes>` on 64-bit); later entries share leaves that
+/// are at least half full (about 80 bytes each, plus internal nodes).
+const TAGGED_FIELD_FIRST_CHARGE_BYTES: usize = 512;
+const TAGGED_FIELD_NEXT_CHARGE_BYTES: usize = 128;
+
+/// Laminar patch: keeps an unknown tagged field, charging the decode budget.
+/// A 2-byte field on the wire would otherwise cost a 408-byte B-tree node.
+pub(crate) fn insert_unknown_tagged_field(
+    fields: &mut BTreeMap<i32, Bytes>,
+    tag: u32,
+    value: Bytes,
+) -> Result<()> {
+    let bytes = if fields.is_empty() {
+        TAGGED_FIELD_FIRST_CHARGE_BYTES
+    } else {
+        TAGGED_FIELD_NEXT_CHARGE_BYTES
+    };
+    budget::charge(bytes, || format!("unknown tagged field {tag} (field {} of its struct)", fields.len() + 1))?;
+    fields.insert(tag as i32, value);
+    Ok(())
+}
+
+/// Laminar patch: the smallest encodings of the field types, for
+/// [`Decodable::min_encoded_size`]. `compact`/`flexible`: the message version
+/// uses compact lengths and a tagged-field section.
+pub(crate) mod min_size {
+    /// A string: i16 length, or a varint length in compact versions.
+    pub(crate) const fn string(compact: bool) -> usize {
+        if compact {
+            1
+        } else {
+            2
+        }
+    }
+    /// Bytes: i32 length, or a varint length in compact versions.
+    pub(crate) const fn bytes(compact: bool) -> usize {
+        if compact {
+            1
+        } else {
+            4
+        }
+    }
+    /// An array: i32 count, or a varint count in compact versions.
+    pub(crate) const fn array(compact: bool) -> usize {
+        if compact {
+            1
+        } else {
+            4
+        }
+    }
+    /// The tagged-field section: one varint count in flexible versions.
+    pub(crate) const fn tagged_fields(flexible: bool) -> usize {
+        if flexible {
+            1
+        } else {
+            0
+        }
+    }
+    /// `size` bytes if the field is present at this version.
+    pub(crate) const fn when(present: bool, size: usize) -> usize {
+        if present {
+            size
+        } else {
+            0
+        }
+    }
 }

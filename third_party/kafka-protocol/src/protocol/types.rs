@@ -47,6 +47,9 @@ impl<T: NewType<bool>> Decoder<T> for Boolean {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<T> {
         Ok((buf.try_get_u8()? != 0).into())
     }
+    fn min_encoded_size(&self) -> usize {
+        1
+    }
 }
 
 define_copy_impl!(Boolean, bool);
@@ -73,6 +76,9 @@ macro_rules! define_simple_ints {
             impl<T: NewType<$t>> Decoder<T> for $name {
                 fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<T> {
                     Ok(buf.$get()?.into())
+                }
+                fn min_encoded_size(&self) -> usize {
+                    std::mem::size_of::<$t>()
                 }
             }
 
@@ -255,6 +261,9 @@ impl<T: NewType<uuid::Uuid>> Decoder<T> for Uuid {
         buf.try_copy_to_slice(&mut result)?;
         Ok(uuid::Uuid::from_bytes(result).into())
     }
+    fn min_encoded_size(&self) -> usize {
+        16
+    }
 }
 
 define_copy_impl!(Uuid, uuid::Uuid);
@@ -359,14 +368,17 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut strbuf = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // Laminar patch: length checked against the bytes left before allocating.
+                let strbuf = buf.try_get_bytes(n as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
             n => {
                 bail!("String length is negative ({n})");
             }
         }
+    }
+    fn min_encoded_size(&self) -> usize {
+        2
     }
 }
 
@@ -383,6 +395,9 @@ impl<T: NewType<StrBytes>> Decoder<Option<T>> for String {
             }
         }
     }
+    fn min_encoded_size(&self) -> usize {
+        2
+    }
 }
 
 impl Decoder<StdString> for String {
@@ -395,6 +410,9 @@ impl Decoder<StdString> for String {
             Err(e) => Err(e),
         }
     }
+    fn min_encoded_size(&self) -> usize {
+        2
+    }
 }
 
 impl<T: NewType<StrBytes>> Decoder<T> for String {
@@ -406,6 +424,9 @@ impl<T: NewType<StrBytes>> Decoder<T> for String {
             Ok(Some(s)) => Ok(s),
             Err(e) => Err(e),
         }
+    }
+    fn min_encoded_size(&self) -> usize {
+        2
     }
 }
 
@@ -511,8 +532,8 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut strbuf = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut strbuf)?;
+                // Laminar patch: length checked against the bytes left before allocating.
+                let strbuf = buf.try_get_bytes((n - 1) as usize)?.to_vec();
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
         }
@@ -655,14 +676,17 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut data = vec![0; n as usize];
-                buf.try_copy_to_slice(&mut data)?;
+                // Laminar patch: length checked against the bytes left before allocating.
+                let data = buf.try_get_bytes(n as usize)?.to_vec();
                 Ok(Some(data))
             }
             n => {
                 bail!("Data length is negative ({n})");
             }
         }
+    }
+    fn min_encoded_size(&self) -> usize {
+        4
     }
 }
 
@@ -676,6 +700,9 @@ impl Decoder<Option<bytes::Bytes>> for Bytes {
             }
         }
     }
+    fn min_encoded_size(&self) -> usize {
+        4
+    }
 }
 
 impl Decoder<Vec<u8>> for Bytes {
@@ -688,6 +715,9 @@ impl Decoder<Vec<u8>> for Bytes {
             Err(e) => Err(e),
         }
     }
+    fn min_encoded_size(&self) -> usize {
+        4
+    }
 }
 
 impl Decoder<bytes::Bytes> for Bytes {
@@ -699,6 +729,9 @@ impl Decoder<bytes::Bytes> for Bytes {
             Ok(Some(s)) => Ok(s),
             Err(e) => Err(e),
         }
+    }
+    fn min_encoded_size(&self) -> usize {
+        4
     }
 }
 
@@ -804,8 +837,8 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut data = vec![0; (n - 1) as usize];
-                buf.try_copy_to_slice(&mut data)?;
+                // Laminar patch: length checked against the bytes left before allocating.
+                let data = buf.try_get_bytes((n - 1) as usize)?.to_vec();
                 Ok(Some(data))
             }
         }
@@ -865,6 +898,9 @@ impl<T: Decodable> Decoder<T> for Struct {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<T> {
         T::decode(buf, self.version)
     }
+    fn min_encoded_size(&self) -> usize {
+        T::min_encoded_size(self.version)
+    }
 }
 
 /// An optional structure
@@ -902,6 +938,37 @@ impl<T: Decodable> Decoder<Option<T>> for OptionStruct {
             Ok(None)
         }
     }
+}
+
+/// Laminar patch: decodes `count` elements of an array whose count came from
+/// the wire. Upstream reserved `count` elements before reading any, trusting
+/// the count; here the count must fit the bytes left at the element's
+/// minimum encoded size (so the reservation never exceeds what the input can
+/// hold), and the reservation is charged to the thread's decode budget
+/// ([`super::budget`]) before it is made.
+fn decode_elements<T, E: Decoder<T>, B: ByteBuf>(
+    element: &E,
+    buf: &mut B,
+    count: usize,
+    what: &str,
+) -> Result<Vec<T>> {
+    let element_min_bytes = element.min_encoded_size().max(1);
+    let fits = buf.remaining() / element_min_bytes;
+    if count > fits {
+        bail!(
+            "{what} length {count} exceeds the {fits} elements of at least {element_min_bytes} bytes that the {} bytes left can hold",
+            buf.remaining()
+        );
+    }
+    let element_bytes = std::mem::size_of::<T>();
+    super::budget::charge(count.saturating_mul(element_bytes), || {
+        format!("{what} of {count} elements of {element_bytes} bytes")
+    })?;
+    let mut result = Vec::with_capacity(count);
+    for _ in 0..count {
+        result.push(element.decode(buf)?);
+    }
+    Ok(result)
 }
 
 /// An array whose length is encoded with an `i32`.
@@ -985,22 +1052,15 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // Laminar patch: every element takes at least one byte, so a
-                // count beyond the bytes left is malformed; refusing it here
-                // keeps a tiny frame from reserving gigabytes (and aborting).
-                if n as usize > buf.remaining() {
-                    bail!("Array length {n} exceeds the {} bytes left", buf.remaining());
-                }
-                let mut result = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    result.push(self.0.decode(buf)?);
-                }
-                Ok(Some(result))
+                Ok(Some(decode_elements(&self.0, buf, n as usize, "Array")?))
             }
             n => {
                 bail!("Array length is negative ({n})");
             }
         }
+    }
+    fn min_encoded_size(&self) -> usize {
+        4
     }
 }
 
@@ -1013,6 +1073,9 @@ impl<T, E: Decoder<T>> Decoder<Vec<T>> for Array<E> {
             Ok(Some(s)) => Ok(s),
             Err(e) => Err(e),
         }
+    }
+    fn min_encoded_size(&self) -> usize {
+        4
     }
 }
 
@@ -1098,17 +1161,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
     fn decode<B: ByteBuf>(&self, buf: &mut B) -> Result<Option<Vec<T>>> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
-            n => {
-                // Laminar patch: see `Array` above.
-                if (n - 1) as usize > buf.remaining() {
-                    bail!("Compact array length {} exceeds the {} bytes left", n - 1, buf.remaining());
-                }
-                let mut result = Vec::with_capacity((n - 1) as usize);
-                for _ in 1..n {
-                    result.push(self.0.decode(buf)?);
-                }
-                Ok(Some(result))
-            }
+            n => Ok(Some(decode_elements(&self.0, buf, (n - 1) as usize, "CompactArray")?)),
         }
     }
 }
