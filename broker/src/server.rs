@@ -52,6 +52,7 @@ pub struct ServerOptions {
     pub config: BrokerConfig,
     pub store: StoreChoice,
     pub cluster: ClusterConfig,
+    pub replication: crate::replication::ReplicationConfig,
 }
 
 /// File descriptors kept for everything but partition logs (connections are
@@ -126,6 +127,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         };
         let (data_dir, shard_cluster, retention) =
             (opts.data_dir.clone(), cluster.clone(), opts.retention_check_interval);
+        let replication = opts.replication;
         let (started, timing, serving) = (started_tx.clone(), opts.group_timing, serving_rx.clone());
         let (store, keys) = (store.clone(), keys.clone());
         let t = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
@@ -137,7 +139,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
                 let writer = OffsetWriter::new(store, keys);
                 tokio_uring::spawn(writer.clone().run());
                 let groups = Rc::new(RefCell::new(GroupManager::new(timing, writer)));
-                let shard = Shard::new(id, data_dir, shard_cluster, retention);
+                let shard = Shard::new(id, data_dir, shard_cluster, replication, retention);
                 run_shard(ctx, shard, groups, rx, listener, started, serving).await
             });
         })?;

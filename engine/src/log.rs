@@ -762,7 +762,10 @@ impl PartitionLog {
             let expired = st.config.retention_ms.is_some_and(|r| now.saturating_sub(first.newest_ms()) > r);
             let oversize = st.config.retention_bytes.is_some_and(|r| total - first.size >= r);
             let below_start = second_base <= st.log_start_offset;
-            if !(expired || oversize || below_start) {
+            // As Kafka: retention never deletes what the replicas have not all
+            // got (a follower would have to start over past data it never saw).
+            let committed = second_base <= st.high_watermark;
+            if !(below_start || (committed && (expired || oversize))) {
                 break;
             }
             let base = first.base_offset;
