@@ -7,6 +7,7 @@ mod connection;
 mod context;
 mod errors;
 mod etcd;
+mod failpoints;
 #[cfg(test)]
 mod fuzz;
 mod group;
@@ -97,10 +98,41 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LAMINAR_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = run(Args::parse()) {
+    install_panic_hook();
+    if let Err(e) = failpoints::init_from_env().and_then(|()| run(Args::parse())) {
         eprintln!("laminar: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A panic anywhere ends the process, loudly. Shards, the group ticker and
+/// log writers are tasks whose panics tokio would catch and drop, leaving a
+/// broker half alive: holding its lease and leadership of partitions and
+/// groups it can no longer serve. Dead, its lease expires and others take
+/// over. The hook runs before any unwinding, so nothing catches the panic
+/// first (the engine's own writer guard included).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("<unnamed>");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string panic payload>");
+        // Captured only when RUST_BACKTRACE / RUST_LIB_BACKTRACE ask for it.
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(thread, %location, %backtrace, "panic: {message}; aborting");
+        } else {
+            tracing::error!(thread, %location, "panic: {message}; aborting (RUST_BACKTRACE=1 for a backtrace)");
+        }
+        // Plain stderr too: the panic may have come from inside the logger.
+        eprintln!("laminar: thread '{thread}' panicked at {location}: {message}; aborting");
+        std::process::abort();
+    }));
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

@@ -67,7 +67,11 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
     let _lock = lock_data_dir(&opts.data_dir)?;
     let fd_limit = raise_fd_limit();
-    let partition_capacity = (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
+    let mut partition_capacity =
+        (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
+    if let Some(n) = crate::failpoints::get().and_then(|f| f.partition_capacity) {
+        partition_capacity = n;
+    }
 
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (store, keys): (Arc<dyn MetaStore>, Keys) = match &opts.store {

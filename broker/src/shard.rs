@@ -279,6 +279,9 @@ fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
                     tracing::debug!(?report, "opened partition log");
                     let log = PartitionLog::from_recovered(recovered);
                     log.set_leader_epoch(r.record.record.leader_epoch);
+                    if let Some(disk) = crate::failpoints::get().and_then(|f| f.disk.clone()) {
+                        log.set_disk_budget(disk);
+                    }
                     match r.closing.take() {
                         Some(delete) => {
                             s.replicas.remove(&key);
@@ -369,6 +372,7 @@ pub async fn run_mailbox(
         match msg {
             ShardMsg::Group(m) => crate::group::manager::handle(&groups, m),
             ShardMsg::Produce { topic, partition, batches, sync, reply } => {
+                crate::failpoints::before_produce(&topic);
                 let log = shard.borrow().leader_log(&topic, partition, -1);
                 match log {
                     Err(e) => {
@@ -459,7 +463,10 @@ fn list_offset(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), KafkaEr
     }
 }
 
-/// Background upkeep: `flush.ms` checks every 100 ms, retention at its interval.
+/// Background upkeep: `flush.ms` checks every 100 ms; retention and the
+/// expiry of idle idempotent producers (`producer.id.expiration.ms`) at the
+/// retention check interval, so a partition that never rolls still forgets
+/// producers that stopped writing to it.
 pub async fn run_upkeep(shard: SharedShard) {
     let mut last_retention = std::time::Instant::now();
     loop {
@@ -479,6 +486,10 @@ pub async fn run_upkeep(shard: SharedShard) {
         if last_retention.elapsed() >= interval {
             last_retention = std::time::Instant::now();
             for log in &logs {
+                let expired = log.expire_producers(now);
+                if expired > 0 {
+                    tracing::debug!(dir = %log.dir().display(), expired, "idle producers forgotten");
+                }
                 let r = log.enforce_retention(now);
                 if r.segments_deleted > 0 {
                     tracing::info!(
