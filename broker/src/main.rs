@@ -88,6 +88,15 @@ struct Args {
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members to join.
     #[arg(long, default_value_t = 3000)]
     group_initial_rebalance_delay_ms: u64,
+    /// `group.max.size`: members one consumer group may have (JoinGroup past
+    /// it gets GROUP_MAX_SIZE_REACHED).
+    #[arg(long, default_value_t = group::state::MAX_MEMBERS_DEFAULT)]
+    group_max_size: usize,
+    /// `offsets.retention.minutes`: committed offsets of a group without
+    /// members are deleted this long after its last member left or its last
+    /// commit, whichever is later.
+    #[arg(long, default_value_t = 10080)]
+    offsets_retention_minutes: u64,
     /// Broker-wide topic config default, e.g. `--topic-default retention.ms=3600000` (repeatable).
     #[arg(long = "topic-default", value_name = "KEY=VALUE")]
     topic_defaults: Vec<String>,
@@ -139,6 +148,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let shards = args.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!((1..=1024).contains(&shards), "--shards must be in [1, 1024]");
     anyhow::ensure!(args.num_partitions >= 1, "--num-partitions must be ≥ 1");
+    anyhow::ensure!(args.group_max_size >= 1, "--group-max-size must be ≥ 1");
+    anyhow::ensure!(args.offsets_retention_minutes >= 1, "--offsets-retention-minutes must be ≥ 1");
     let (advertised_host, advertised_port) = match &args.advertised_listener {
         Some(l) => {
             let (h, p) = l.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--advertised-listener wants host:port"))?;
@@ -181,6 +192,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
         group_timing: group::state::GroupTiming {
             initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+            max_members: args.group_max_size,
+            offsets_retention: Duration::from_secs(args.offsets_retention_minutes.saturating_mul(60)),
             ..Default::default()
         },
         config,
