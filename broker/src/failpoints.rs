@@ -8,7 +8,6 @@
 //! |---|---|
 //! | `panic_on_produce_to=<topic>` | the shard owning a partition of `<topic>` panics when asked to append to it |
 //! | `enospc_after_bytes=<n>` | every partition log of this broker writes to one simulated disk of `n` bytes (`laminar_engine::DiskBudget`): writes past it fail with ENOSPC; deleting data (DeleteRecords, retention, DeleteTopics) frees room |
-//! | `partition_capacity=<n>` | the broker announces room for `n` partition replicas, whatever its file-descriptor limit |
 
 use std::sync::{Arc, OnceLock};
 
@@ -20,7 +19,6 @@ pub const ENV: &str = "LAMINAR_FAILPOINTS";
 pub struct Failpoints {
     pub panic_on_produce_to: Option<String>,
     pub disk: Option<Arc<DiskBudget>>,
-    pub partition_capacity: Option<u32>,
 }
 
 static FAILPOINTS: OnceLock<Option<Failpoints>> = OnceLock::new();
@@ -57,17 +55,12 @@ pub fn before_produce(topic: &str) {
 pub fn parse(spec: &str) -> anyhow::Result<Failpoints> {
     let mut f = Failpoints::default();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, value) =
-            item.split_once('=').ok_or_else(|| anyhow::anyhow!("{ENV}: '{item}' is not name=value"))?;
+        let (name, value) = item.split_once('=').ok_or_else(|| anyhow::anyhow!("{ENV}: '{item}' is not name=value"))?;
         match name.trim() {
             "panic_on_produce_to" => f.panic_on_produce_to = Some(value.trim().to_string()),
             "enospc_after_bytes" => {
                 let n: u64 = value.trim().parse().map_err(|e| anyhow::anyhow!("{ENV}: enospc_after_bytes: {e}"))?;
                 f.disk = Some(Arc::new(DiskBudget::new(n)));
-            }
-            "partition_capacity" => {
-                let n: u32 = value.trim().parse().map_err(|e| anyhow::anyhow!("{ENV}: partition_capacity: {e}"))?;
-                f.partition_capacity = Some(n);
             }
             other => anyhow::bail!("{ENV}: unknown failure point '{other}'"),
         }
@@ -81,12 +74,11 @@ mod tests {
 
     #[test]
     fn parses_known_points_and_refuses_unknown_ones() {
-        let f = parse("panic_on_produce_to=boom, enospc_after_bytes=4096,partition_capacity=3").unwrap();
+        let f = parse("panic_on_produce_to=boom, enospc_after_bytes=4096").unwrap();
         assert_eq!(f.panic_on_produce_to.as_deref(), Some("boom"));
         assert_eq!(f.disk.unwrap().capacity_bytes(), 4096);
-        assert_eq!(f.partition_capacity, Some(3));
         assert!(parse("panic_on_produce=boom").is_err());
         assert!(parse("enospc_after_bytes=lots").is_err());
-        assert!(parse("partition_capacity").is_err());
+        assert!(parse("enospc_after_bytes").is_err());
     }
 }

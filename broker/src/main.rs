@@ -97,6 +97,11 @@ struct Args {
     /// commit, whichever is later.
     #[arg(long, default_value_t = 10080)]
     offsets_retention_minutes: u64,
+    /// Partition replicas this broker will hold at most (CreateTopics,
+    /// CreatePartitions and auto-creation past it are refused). Default: as
+    /// many as its open-file limit allows. About 7 KiB of memory each.
+    #[arg(long)]
+    max_partitions: Option<u32>,
     /// Broker-wide topic config default, e.g. `--topic-default retention.ms=3600000` (repeatable).
     #[arg(long = "topic-default", value_name = "KEY=VALUE")]
     topic_defaults: Vec<String>,
@@ -190,6 +195,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         shards,
         pin: !args.no_pin,
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
+        max_partitions: args.max_partitions,
         group_timing: group::state::GroupTiming {
             initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
             max_members: args.group_max_size,

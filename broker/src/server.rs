@@ -48,6 +48,8 @@ pub struct ServerOptions {
     /// Pin shard threads to cores (off when asked to, e.g. sharing a machine).
     pub pin: bool,
     pub retention_check_interval: Duration,
+    /// `--max-partitions`: a cap on replicas below the open-file budget.
+    pub max_partitions: Option<u32>,
     pub group_timing: GroupTiming,
     pub config: BrokerConfig,
     pub store: StoreChoice,
@@ -69,8 +71,8 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
     let mut partition_capacity =
         (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
-    if let Some(n) = crate::failpoints::get().and_then(|f| f.partition_capacity) {
-        partition_capacity = n;
+    if let Some(n) = opts.max_partitions {
+        partition_capacity = partition_capacity.min(n);
     }
 
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -67,7 +67,7 @@ fn a_panic_on_a_shard_ends_the_process_within_a_second_with_the_panic_logged() {
 
 #[test]
 fn auto_creating_thousands_of_topics_past_the_partition_budget_is_refused_clearly() {
-    let l = Laminar::start_with_env(&[], &[("LAMINAR_FAILPOINTS", "partition_capacity=8")]);
+    let l = Laminar::start(&["--max-partitions", "8"]);
     let names: Vec<String> = (0..2000).map(|i| format!("auto-{i}")).collect();
     let req = MetadataRequest::default()
         .with_topics(Some(

@@ -493,8 +493,7 @@ mod tests {
         let max = 128;
         // Producer i last appended at time i: 0 is the least recently used.
         for pid in 0..max as i64 {
-            let AppendPlan::Append(u) = t.check_append(&[header(pid, 0, 0, 1)], pid as u64, pid as u64).unwrap()
-            else {
+            let AppendPlan::Append(u) = t.check_append(&[header(pid, 0, 0, 1)], pid as u64, pid as u64).unwrap() else {
                 panic!()
             };
             t.apply(u);
@@ -506,9 +505,7 @@ mod tests {
         t.apply(u);
         t.written_up_to(501);
         // A new producer whose batch is not written yet: over the cap.
-        let AppendPlan::Append(u) = t.check_append(&[header(9_999, 0, 0, 1)], 501, 2_000).unwrap() else {
-            panic!()
-        };
+        let AppendPlan::Append(u) = t.check_append(&[header(9_999, 0, 0, 1)], 501, 2_000).unwrap() else { panic!() };
         t.apply(u);
         assert_eq!(t.len(), max + 1);
         let evicted = t.enforce_cap(max);
@@ -523,8 +520,7 @@ mod tests {
         // A cycling client cannot grow the table: ten thousand new ids later it is still bounded.
         t.written_up_to(u64::MAX);
         for pid in 10_000..20_000i64 {
-            let AppendPlan::Append(u) = t.check_append(&[header(pid, 0, 0, 1)], pid as u64, pid as u64).unwrap()
-            else {
+            let AppendPlan::Append(u) = t.check_append(&[header(pid, 0, 0, 1)], pid as u64, pid as u64).unwrap() else {
                 panic!()
             };
             t.apply(u);

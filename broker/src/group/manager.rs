@@ -15,10 +15,10 @@ use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
 use super::offsets::{GroupOffsets, OffsetWriter, WriteError};
-use tokio::sync::oneshot;
 use super::state::{Group, GroupState, GroupTiming};
 use super::{CommitArgs, GroupDescription, GroupMsg};
 use crate::errors;
+use tokio::sync::oneshot;
 
 /// How often session timeouts and rebalance deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -45,6 +45,9 @@ pub struct GroupManager {
 }
 
 pub type SharedGroups = Rc<RefCell<GroupManager>>;
+
+/// A store deletion of expired offsets: (group, how many, completion).
+pub type ExpiryWrite = (String, usize, oneshot::Receiver<Result<(), WriteError>>);
 
 impl GroupManager {
     pub fn new(timing: GroupTiming, writer: OffsetWriter) -> Self {
@@ -107,7 +110,7 @@ impl GroupManager {
     /// consumer group with members, stable: only offsets of topics no member
     /// subscribes to, by commit time. Any other group with members: none.
     /// Returns the store writes (group, number of offsets, completion).
-    pub fn expire_offsets(&mut self, now_ms: u64) -> Vec<(String, usize, oneshot::Receiver<Result<(), WriteError>>)> {
+    pub fn expire_offsets(&mut self, now_ms: u64) -> Vec<ExpiryWrite> {
         let retention_ms = u64::try_from(self.timing.offsets_retention.as_millis()).unwrap_or(u64::MAX);
         let mut doomed: Vec<(String, Vec<(String, i32)>)> = Vec::new();
         for (group, committed) in &self.offsets {

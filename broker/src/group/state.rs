@@ -388,7 +388,9 @@ impl Group {
         for id in gone {
             self.remove_member(&id);
         }
-        self.generation += 1;
+        // Clients drive rebalances (join, leave, join, …): never overflow; a
+        // generation two billion rebalances old cannot be confused with 1.
+        self.generation = self.generation.checked_add(1).unwrap_or(1);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
