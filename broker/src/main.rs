@@ -7,6 +7,7 @@ mod connection;
 mod context;
 mod errors;
 mod etcd;
+mod failpoints;
 #[cfg(test)]
 mod fuzz;
 mod group;
@@ -94,6 +95,20 @@ struct Args {
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members to join.
     #[arg(long, default_value_t = 3000)]
     group_initial_rebalance_delay_ms: u64,
+    /// `group.max.size`: members one consumer group may have (JoinGroup past
+    /// it gets GROUP_MAX_SIZE_REACHED).
+    #[arg(long, default_value_t = group::state::MAX_MEMBERS_DEFAULT)]
+    group_max_size: usize,
+    /// `offsets.retention.minutes`: committed offsets of a group without
+    /// members are deleted this long after its last member left or its last
+    /// commit, whichever is later.
+    #[arg(long, default_value_t = 10080)]
+    offsets_retention_minutes: u64,
+    /// Partition replicas this broker will hold at most (CreateTopics,
+    /// CreatePartitions and auto-creation past it are refused). Default: as
+    /// many as its open-file limit allows. About 7 KiB of memory each.
+    #[arg(long)]
+    max_partitions: Option<u32>,
     /// Broker-wide topic config default, e.g. `--topic-default retention.ms=3600000` (repeatable).
     #[arg(long = "topic-default", value_name = "KEY=VALUE")]
     topic_defaults: Vec<String>,
@@ -104,16 +119,49 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LAMINAR_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = run(Args::parse()) {
+    install_panic_hook();
+    if let Err(e) = failpoints::init_from_env().and_then(|()| run(Args::parse())) {
         eprintln!("laminar: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A panic anywhere ends the process, loudly. Shards, the group ticker and
+/// log writers are tasks whose panics tokio would catch and drop, leaving a
+/// broker half alive: holding its lease and leadership of partitions and
+/// groups it can no longer serve. Dead, its lease expires and others take
+/// over. The hook runs before any unwinding, so nothing catches the panic
+/// first (the engine's own writer guard included).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("<unnamed>");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string panic payload>");
+        // Captured only when RUST_BACKTRACE / RUST_LIB_BACKTRACE ask for it.
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(thread, %location, %backtrace, "panic: {message}; aborting");
+        } else {
+            tracing::error!(thread, %location, "panic: {message}; aborting (RUST_BACKTRACE=1 for a backtrace)");
+        }
+        // Plain stderr too: the panic may have come from inside the logger.
+        eprintln!("laminar: thread '{thread}' panicked at {location}: {message}; aborting");
+        std::process::abort();
+    }));
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
     let shards = args.shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     anyhow::ensure!((1..=1024).contains(&shards), "--shards must be in [1, 1024]");
     anyhow::ensure!(args.num_partitions >= 1, "--num-partitions must be ≥ 1");
+    anyhow::ensure!(args.group_max_size >= 1, "--group-max-size must be ≥ 1");
+    anyhow::ensure!(args.offsets_retention_minutes >= 1, "--offsets-retention-minutes must be ≥ 1");
     let (advertised_host, advertised_port) = match &args.advertised_listener {
         Some(l) => {
             let (h, p) = l.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--advertised-listener wants host:port"))?;
@@ -161,8 +209,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         shards,
         pin: !args.no_pin,
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms),
+        max_partitions: args.max_partitions,
         group_timing: group::state::GroupTiming {
             initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+            max_members: args.group_max_size,
+            offsets_retention: Duration::from_secs(args.offsets_retention_minutes.saturating_mul(60)),
             ..Default::default()
         },
         config,

@@ -48,6 +48,8 @@ pub struct ServerOptions {
     /// Pin shard threads to cores (off when asked to, e.g. sharing a machine).
     pub pin: bool,
     pub retention_check_interval: Duration,
+    /// `--max-partitions`: a cap on replicas below the open-file budget.
+    pub max_partitions: Option<u32>,
     pub group_timing: GroupTiming,
     pub config: BrokerConfig,
     pub store: StoreChoice,
@@ -68,7 +70,11 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
     let _lock = lock_data_dir(&opts.data_dir)?;
     let fd_limit = raise_fd_limit();
-    let partition_capacity = (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
+    let mut partition_capacity =
+        (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
+    if let Some(n) = opts.max_partitions {
+        partition_capacity = partition_capacity.min(n);
+    }
 
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (store, keys): (Arc<dyn MetaStore>, Keys) = match &opts.store {

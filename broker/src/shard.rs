@@ -365,6 +365,9 @@ fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
                     }
                     tracing::debug!(?report, "opened partition log");
                     let log = PartitionLog::from_recovered(recovered);
+                    if let Some(disk) = crate::failpoints::get().and_then(|f| f.disk.clone()) {
+                        log.set_disk_budget(disk);
+                    }
                     match r.closing.take() {
                         Some(delete) => {
                             s.replicas.remove(&key);
@@ -459,6 +462,7 @@ pub async fn run_mailbox(
         match msg {
             ShardMsg::Group(m) => crate::group::manager::handle(&groups, m),
             ShardMsg::Produce { topic, partition, batches, acks, sync, timeout, reply } => {
+                crate::failpoints::before_produce(&topic);
                 replication::produce::handle(&shard, topic, partition, batches, acks, sync, timeout, reply);
             }
             ShardMsg::Read { topic, partition, offset, max_bytes, min_one, leader_epoch, replica, reply } => {
@@ -564,8 +568,10 @@ fn list_offset(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), KafkaEr
 }
 
 /// Background upkeep every 100 ms: `flush.ms`, ISR shrink checks and
-/// leaderships lost with the lease; retention and high-watermark
-/// checkpoints at their intervals.
+/// leaderships lost with the lease; at their intervals, high-watermark
+/// checkpoints, retention and the expiry of idle idempotent producers
+/// (`producer.id.expiration.ms`, so a partition that never rolls still
+/// forgets producers that stopped writing to it).
 pub async fn run_upkeep(shard: SharedShard) {
     let mut last_retention = Instant::now();
     let mut last_hw_checkpoint = Instant::now();
@@ -595,6 +601,10 @@ pub async fn run_upkeep(shard: SharedShard) {
         if last_retention.elapsed() >= interval {
             last_retention = Instant::now();
             for log in &logs {
+                let expired = log.expire_producers(now);
+                if expired > 0 {
+                    tracing::debug!(dir = %log.dir().display(), expired, "idle producers forgotten");
+                }
                 let r = log.enforce_retention(now);
                 if r.segments_deleted > 0 {
                     tracing::info!(

@@ -74,7 +74,9 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length.max(0) as usize
     }
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        // A header read back from disk has a base offset no CRC covers:
+        // saturate rather than overflow on a damaged one (recovery refuses it).
+        self.base_offset.saturating_add(self.last_offset_delta as i64)
     }
     /// Compression codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
     pub fn compression(&self) -> u8 {

@@ -29,6 +29,11 @@ pub struct LogConfig {
     /// `producer.id.expiration.ms` (a broker config in Kafka): an idempotent
     /// producer idle this long is forgotten when producer state is snapshotted.
     pub producer_id_expiration_ms: u64,
+    /// Most idempotent producers one partition remembers (Laminar's bound;
+    /// Kafka has none): past it the least recently appending are forgotten
+    /// (`ProducerStates::enforce_cap`), so a client cycling producer ids
+    /// cannot grow a partition's memory without end. About 200 bytes each.
+    pub producer_ids_max: usize,
     /// Writes the log keeps in flight at once (an engine setting, not a Kafka
     /// topic config). 1 is a strict write → complete → write loop; more keeps
     /// the io-wq worker that does ext4's buffered writes busy while the shard
@@ -51,6 +56,7 @@ impl Default for LogConfig {
             message_timestamp_before_max_ms: u64::MAX,
             message_timestamp_after_max_ms: 3_600_000,
             producer_id_expiration_ms: 86_400_000,
+            producer_ids_max: 10_000,
             writes_in_flight: 4,
         }
     }
@@ -76,6 +82,9 @@ impl LogConfig {
         }
         if !(1..=Self::WRITES_IN_FLIGHT_MAX).contains(&self.writes_in_flight) {
             return Err(format!("writes in flight must be in [1, {}]", Self::WRITES_IN_FLIGHT_MAX));
+        }
+        if self.producer_ids_max == 0 {
+            return Err("the producer id bound must be positive".into());
         }
         if self.flush_messages == Some(0) {
             return Err("flush.messages must be positive".into());

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod config;
 #[cfg(test)]
 mod crashsim;
+pub mod disk_budget;
 mod durable;
 pub mod epoch_cache;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod segment;
 pub mod watch;
 
 pub use config::LogConfig;
+pub use disk_budget::DiskBudget;
 pub use error::{EngineError, Result};
 pub use log::{AppendInfo, FileSlice, LogStats, PartitionLog, ReadLimit, ReadResult, RecoveryReport, RetentionReport};
 pub use watch::LogWatch;

@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::batch::{self, BatchHeader};
 use crate::config::LogConfig;
+use crate::disk_budget::DiskBudget;
 use crate::durable;
 use crate::epoch_cache::EpochCache;
 use crate::error::{EngineError, Result};
@@ -207,6 +208,10 @@ struct LogState {
     /// Failure probe: after letting this many writes through, the next
     /// fails with this errno.
     inject_write_error: Option<(u64, i32)>,
+    /// Failure probe: a simulated disk this log's segment writes are charged
+    /// to (`set_disk_budget`), and how much of the active segment is charged.
+    disk: Option<Arc<DiskBudget>>,
+    disk_active_charged_bytes: u64,
     /// Failure probe: the writer task panics at its next round.
     #[cfg(test)]
     inject_writer_panic: bool,
@@ -366,7 +371,8 @@ impl PartitionLog {
         let active = segments.values().next_back().unwrap();
         let log_end = active.next_offset;
         let log_start = checkpoint.unwrap_or(0).max(first_base).min(log_end);
-        let (producers, producer_report) = producer_snapshot::recover(dir, &segments, log_end, now)?;
+        let (mut producers, producer_report) = producer_snapshot::recover(dir, &segments, log_end, now)?;
+        producers.enforce_cap(config.producer_ids_max);
         let mut epochs = EpochCache::load(dir)
             .map_err(|e| EngineError::Recovery { dir: dir.display().to_string(), reason: e.to_string() })?;
         if epochs.truncate_from(log_end) {
@@ -430,6 +436,8 @@ impl PartitionLog {
             unflushed_since_ms: (hw_position > 0).then(now_ms),
             offline: None,
             inject_write_error: None,
+            disk: None,
+            disk_active_charged_bytes: 0,
             #[cfg(test)]
             inject_writer_panic: false,
             watch,
@@ -498,6 +506,32 @@ impl PartitionLog {
         self.st.borrow_mut().inject_write_error = Some((writes, errno));
     }
 
+    /// Failure probe: charges this log's segment writes to a simulated disk
+    /// (see `disk_budget`), counting the data it holds already.
+    pub fn set_disk_budget(&self, disk: Arc<DiskBudget>) {
+        let mut st = self.st.borrow_mut();
+        if let Some(old) = st.disk.take() {
+            release_disk(&mut st, &old);
+        }
+        disk.charge_existing(st.segments.values().map(|s| s.size).sum());
+        st.disk_active_charged_bytes = st.active().size;
+        st.disk = Some(disk);
+    }
+
+    /// Forgets idempotent producers idle for `producer.id.expiration.ms`
+    /// (the owner calls this periodically; rolls and closes do it too).
+    /// Returns how many were forgotten.
+    pub fn expire_producers(&self, now_ms: u64) -> usize {
+        let mut st = self.st.borrow_mut();
+        let max_idle_ms = st.config.producer_id_expiration_ms;
+        st.producers.expire(now_ms, max_idle_ms)
+    }
+
+    /// Idempotent producers this partition remembers.
+    pub fn producer_count(&self) -> usize {
+        self.st.borrow().producers.len()
+    }
+
     #[cfg(test)]
     pub(crate) fn inject_writer_panic(&self) {
         self.st.borrow_mut().inject_writer_panic = true;
@@ -559,6 +593,8 @@ impl PartitionLog {
                     let heads = arena.split().freeze();
                     HEAD_ARENA.with(|a| a.set(arena));
                     st.producers.apply(updates);
+                    let max = st.config.producer_ids_max;
+                    st.producers.enforce_cap(max);
                     let last_offset = st.next_offset - 1;
                     let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
                     st.stats.appends += 1;
@@ -771,6 +807,9 @@ impl PartitionLog {
             let base = first.base_offset;
             let seg = st.segments.remove(&base).unwrap();
             total -= seg.size;
+            if let Some(disk) = &st.disk {
+                disk.refund(seg.size);
+            }
             report.segments_deleted += 1;
             report.bytes_deleted += seg.size;
             // Recovery takes the first remaining segment's base as the log
@@ -891,7 +930,12 @@ impl PartitionLog {
         })
         .await;
         done.map_err(io::Error::other).and_then(|r| r)?;
-        self.checkpoint_high_watermark().await
+        self.checkpoint_high_watermark().await?;
+        let mut st = self.st.borrow_mut();
+        if let Some(disk) = st.disk.take() {
+            release_disk(&mut st, &disk);
+        }
+        Ok(())
     }
 
     /// Removes the whole log from disk (DeleteTopics). The handle is dead after.
@@ -906,6 +950,9 @@ impl PartitionLog {
         let dir = {
             let mut st = self.st.borrow_mut();
             st.offline = Some("deleted".into());
+            if let Some(disk) = st.disk.take() {
+                release_disk(&mut st, &disk);
+            }
             st.segments.clear();
             st.active_writer = None;
             st.dir.clone()
@@ -934,6 +981,14 @@ pub fn remove_log_dir(dir: &Path) -> io::Result<()> {
         durable::sync_dir(parent)?;
     }
     durable::remove_dir_all(&doomed)
+}
+
+/// Gives back to a simulated disk everything the log has charged to it.
+fn release_disk(st: &mut LogState, disk: &DiskBudget) {
+    let active = st.active().base_offset;
+    let sealed: u64 = st.segments.values().filter(|s| s.base_offset != active).map(|s| s.size).sum();
+    disk.refund(sealed + st.disk_active_charged_bytes);
+    st.disk_active_charged_bytes = 0;
 }
 
 /// Waits until segment removals in flight are durable (see `enforce_retention`).

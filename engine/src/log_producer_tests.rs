@@ -273,3 +273,57 @@ fn idem_sized(pid: i64, epoch: i16, seq: i32, value_len: usize) -> BytesMut {
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     BytesMut::from(&b[..])
 }
+
+#[test]
+fn idle_producers_expire_when_the_owner_asks_not_only_at_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { producer_id_expiration_ms: 60_000, ..LogConfig::default() };
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), cfg).unwrap();
+        send(&log, 1, 0, 0, 1).await.unwrap();
+        send(&log, 2, 0, 0, 1).await.unwrap();
+        let now = crate::log::now_ms();
+        assert_eq!(log.expire_producers(now + 59_000), 0, "not idle long enough");
+        assert_eq!(log.producer_count(), 2);
+        assert_eq!(log.expire_producers(now + 61_000), 2);
+        assert_eq!(log.producer_count(), 0);
+        assert_eq!(log.stats().rolls, 0, "no roll was needed");
+        // Forgotten: a retry is an unknown producer's batch, accepted at any sequence.
+        assert_eq!(offsets(send(&log, 1, 0, 0, 1).await), (2, 2));
+    });
+}
+
+#[test]
+fn a_client_cycling_producer_ids_cannot_grow_the_table_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { producer_ids_max: 64, ..LogConfig::default() };
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        for pid in 0..1_000 {
+            send(&log, pid, 0, 0, 1).await.unwrap();
+            assert!(log.producer_count() <= 64, "{} producers after {pid}", log.producer_count());
+        }
+        // The most recent producer is remembered: its retry is a duplicate, not written again.
+        let hw = log.high_watermark();
+        assert_eq!(offsets(send(&log, 999, 0, 0, 1).await), (999, 999));
+        assert_eq!(log.high_watermark(), hw);
+        log.close().await.unwrap();
+    });
+    // Recovery replays every batch, and bounds the table as well.
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        for pid in 0..200 {
+            send(&log, pid, 0, 0, 1).await.unwrap();
+        }
+        log.close().await.unwrap();
+        for f in producer_snapshot::list(dir.path()).unwrap() {
+            fs::remove_file(producer_snapshot::path(dir.path(), f)).unwrap();
+        }
+    });
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), cfg).unwrap();
+        assert_eq!(rep.producer_state.batches_replayed, 200);
+        assert!(log.producer_count() <= 64);
+    });
+}

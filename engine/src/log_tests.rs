@@ -557,3 +557,42 @@ fn timestamps_at_the_end_of_the_range_do_not_overflow() {
         assert_eq!(log.offset_for_timestamp(i64::MAX).unwrap(), Some((0, i64::MAX)));
     });
 }
+
+/// The simulated full disk (`DiskBudget`): a write past it fails with ENOSPC
+/// and lands nothing, acknowledged data stays readable, and deleting data
+/// (retention / DeleteRecords) or the log frees room again.
+#[test]
+fn a_full_simulated_disk_refuses_writes_and_deletions_free_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { segment_bytes: 4096, index_interval_bytes: 512, retention_ms: None, ..LogConfig::default() };
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        log.append(vec![bm(&make_batch(1, 100, 1_000))], false).await.unwrap();
+        let disk = std::sync::Arc::new(crate::DiskBudget::new(16 * 1024));
+        log.set_disk_budget(disk.clone());
+        assert_eq!(disk.used_bytes(), log.size_bytes(), "data already there is counted");
+        let batch = make_batch(4, 200, 1_000);
+        let mut acked = 1;
+        let err = loop {
+            match log.append(vec![bm(&batch)], false).await {
+                Ok(_) => acked += 4,
+                Err(e) => break e,
+            }
+            assert!(acked < 1000, "a 16 KiB disk fills up");
+        };
+        let EngineError::Storage(io) = &err else { panic!("{err:?}") };
+        assert_eq!(io.kind(), std::io::ErrorKind::StorageFull, "{io}");
+        assert_eq!(log.high_watermark(), acked);
+        assert_eq!(read_all(&log).iter().map(|(_, n)| *n as u64).sum::<u64>(), acked, "every acked record reads");
+        assert_eq!(disk.used_bytes(), log.size_bytes(), "a refused write leaves no charge behind");
+        assert!(log.append(vec![bm(&batch)], false).await.is_err(), "still full");
+        // DeleteRecords drops the sealed segments below it: room again.
+        log.delete_records(log.high_watermark()).await.unwrap();
+        assert_eq!(disk.used_bytes(), log.size_bytes());
+        let info = log.append(vec![bm(&batch)], true).await.unwrap();
+        assert_eq!(info.base_offset, acked);
+        // Closing gives everything back (the log no longer counts against it).
+        log.close().await.unwrap();
+        assert_eq!(disk.used_bytes(), 0);
+    });
+}

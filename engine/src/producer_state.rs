@@ -7,7 +7,7 @@
 //! other's sequence numbers); until a batch is on disk the table keeps an undo
 //! record for it, so a failed write round can put the table back exactly.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::batch::BatchHeader;
 use crate::error::{EngineError, Result};
@@ -298,6 +298,43 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
+    /// Bounds the table at `max` producers: once it holds more, the least
+    /// recently appending ones are forgotten, down to `max - max / 64`, so the
+    /// O(n) selection runs once per `max / 64` new producers, not at each.
+    /// Producers with batches not yet written are kept (their undo records
+    /// refer to them). Returns how many were evicted.
+    ///
+    /// Evict rather than refuse: a client cycling producer ids would otherwise
+    /// lock every new producer out of the partition until expiry (a day), while
+    /// an evicted producer loses only duplicate detection for a retry of its
+    /// last batches (its next batch is an unknown producer's, accepted at any
+    /// sequence, as after `producer.id.expiration.ms`).
+    pub fn enforce_cap(&mut self, max: usize) -> usize {
+        if self.producers.len() <= max {
+            return 0;
+        }
+        let target = max - max / 64;
+        let pending: HashSet<i64> = self.pending.iter().map(|u| u.producer_id).collect();
+        let mut idle: Vec<(u64, i64)> = self
+            .producers
+            .iter()
+            .filter(|(pid, _)| !pending.contains(pid))
+            .map(|(pid, e)| (e.last_append_ms, *pid))
+            .collect();
+        let excess = (self.producers.len() - target).min(idle.len());
+        if excess == 0 {
+            return 0;
+        }
+        if excess < idle.len() {
+            // The `excess` least recently used first (ties broken by id).
+            idle.select_nth_unstable(excess - 1);
+        }
+        for (_, pid) in &idle[..excess] {
+            self.producers.remove(pid);
+        }
+        excess
+    }
+
     /// The table as it stands for the log up to `end` (exclusive): batches
     /// assigned offsets at or past `end` but not yet written are left out.
     /// Sorted by producer id so snapshots are deterministic.
@@ -448,6 +485,49 @@ mod tests {
         assert!(t.get(3).is_none());
         t.undo_from(2);
         assert_eq!(t.entries_as_of(u64::MAX), written);
+    }
+
+    #[test]
+    fn the_table_is_bounded_by_evicting_the_least_recently_used() {
+        let mut t = ProducerStates::default();
+        let max = 128;
+        // Producer i last appended at time i: 0 is the least recently used.
+        for pid in 0..max as i64 {
+            let AppendPlan::Append(u) = t.check_append(&[header(pid, 0, 0, 1)], pid as u64, pid as u64).unwrap() else {
+                panic!()
+            };
+            t.apply(u);
+        }
+        t.written_up_to(max as u64);
+        assert_eq!(t.enforce_cap(max), 0, "at the cap, nothing goes");
+        // Producer 0 appends again: now 1 is the least recently used.
+        let AppendPlan::Append(u) = t.check_append(&[header(0, 0, 1, 1)], 500, 1_000).unwrap() else { panic!() };
+        t.apply(u);
+        t.written_up_to(501);
+        // A new producer whose batch is not written yet: over the cap.
+        let AppendPlan::Append(u) = t.check_append(&[header(9_999, 0, 0, 1)], 501, 2_000).unwrap() else { panic!() };
+        t.apply(u);
+        assert_eq!(t.len(), max + 1);
+        let evicted = t.enforce_cap(max);
+        assert_eq!(evicted, 1 + max / 64, "down to max - max/64 at once");
+        assert_eq!(t.len(), max - max / 64);
+        assert!(t.get(0).is_some(), "recently used stays");
+        assert!(t.get(9_999).is_some(), "pending stays");
+        assert!((1..=evicted as i64).all(|pid| t.get(pid).is_none()), "the oldest go first");
+        assert!(t.get(evicted as i64 + 1).is_some());
+        // An evicted producer is unknown again: its next batch is accepted at any sequence.
+        assert!(t.check_append(&[header(1, 0, 7, 1)], 502, 3_000).is_ok());
+        // A cycling client cannot grow the table: ten thousand new ids later it is still bounded.
+        t.written_up_to(u64::MAX);
+        for pid in 10_000..20_000i64 {
+            let AppendPlan::Append(u) = t.check_append(&[header(pid, 0, 0, 1)], pid as u64, pid as u64).unwrap() else {
+                panic!()
+            };
+            t.apply(u);
+            t.written_up_to(u64::MAX);
+            t.enforce_cap(max);
+            assert!(t.len() <= max);
+        }
     }
 
     #[test]

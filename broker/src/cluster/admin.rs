@@ -250,7 +250,7 @@ fn created(record: &TopicRecord) -> Created {
 /// before anything is written (a create must never half-happen).
 fn check_room(view: &ClusterView, partitions: i32, rf: i16) -> Result<(), KafkaError> {
     let loads = placement::loads(view);
-    let need = partitions as u64 * rf.max(1) as u64;
+    let need = u64::try_from(partitions).unwrap_or(u64::MAX).saturating_mul(rf.max(1) as u64);
     let room: u64 = loads.values().map(|l| l.capacity_left as u64).sum();
     let brokers_with_room = loads.values().filter(|l| l.capacity_left > 0).count();
     if need > room || brokers_with_room < rf as usize {

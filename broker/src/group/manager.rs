@@ -18,9 +18,15 @@ use super::offsets::{GroupOffsets, OffsetWriter, WriteError};
 use super::state::{Group, GroupState, GroupTiming};
 use super::{CommitArgs, GroupDescription, GroupMsg};
 use crate::errors;
+use tokio::sync::oneshot;
 
 /// How often session timeouts and rebalance deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// How often committed offsets are checked against `offsets.retention.minutes`
+/// (Kafka's `offsets.retention.check.interval.ms` is ten minutes; retention is
+/// counted in minutes, so a minute is as precise as it needs to be).
+pub const OFFSETS_RETENTION_CHECK: Duration = Duration::from_secs(60);
 
 pub struct GroupManager {
     groups: HashMap<String, Group>,
@@ -29,13 +35,31 @@ pub struct GroupManager {
     writer: OffsetWriter,
     /// Coordinator slots owned, with the version of their record (the fence).
     slots: BTreeMap<u32, u64>,
+    /// Wall-clock ms since which each held group has had no members (KIP-211:
+    /// its offsets' retention counts from then). Groups only in `offsets`
+    /// (no state since this broker took the slot) count from their commits.
+    empty_since_ms: HashMap<String, u64>,
+    /// Groups with offset commits not yet stored: their offsets are not
+    /// expired meanwhile (the store would lose the commit to the delete).
+    commits_in_flight: HashMap<String, u32>,
 }
 
 pub type SharedGroups = Rc<RefCell<GroupManager>>;
 
+/// A store deletion of expired offsets: (group, how many, completion).
+pub type ExpiryWrite = (String, usize, oneshot::Receiver<Result<(), WriteError>>);
+
 impl GroupManager {
     pub fn new(timing: GroupTiming, writer: OffsetWriter) -> Self {
-        GroupManager { groups: HashMap::new(), offsets: HashMap::new(), timing, writer, slots: BTreeMap::new() }
+        GroupManager {
+            groups: HashMap::new(),
+            offsets: HashMap::new(),
+            timing,
+            writer,
+            slots: BTreeMap::new(),
+            empty_since_ms: HashMap::new(),
+            commits_in_flight: HashMap::new(),
+        }
     }
 
     /// The fence of `group`'s writes if this broker coordinates it.
@@ -59,9 +83,15 @@ impl GroupManager {
         self.groups.entry(id.to_string()).or_insert_with(|| Group::new(id.to_string(), timing))
     }
 
-    pub fn tick(&mut self, now: Instant) {
-        for g in self.groups.values_mut() {
+    /// Timers of every group; `now_ms` is the wall clock, for offset retention.
+    pub fn tick(&mut self, now: Instant, now_ms: u64) {
+        for (id, g) in self.groups.iter_mut() {
             g.tick(now);
+            if g.is_empty() {
+                self.empty_since_ms.entry(id.clone()).or_insert(now_ms);
+            } else {
+                self.empty_since_ms.remove(id);
+            }
         }
         // Forget groups with no members, no pending member ids and no offsets
         // (Kafka's Dead). A group holding only a pending id is kept: its
@@ -69,6 +99,64 @@ impl GroupManager {
         // than this tick, and a forgotten id makes that join fail.
         let offsets = &self.offsets;
         self.groups.retain(|id, g| !g.is_forgettable() || offsets.contains_key(id));
+        let groups = &self.groups;
+        self.empty_since_ms.retain(|id, _| groups.contains_key(id));
+    }
+
+    /// Deletes committed offsets past `offsets.retention.minutes` (KIP-211),
+    /// from memory at once and from the store through the offset writer,
+    /// fenced like commits. A group with no members: every offset whose
+    /// commit, and the group's emptying, are older than the retention. A
+    /// consumer group with members, stable: only offsets of topics no member
+    /// subscribes to, by commit time. Any other group with members: none.
+    /// Returns the store writes (group, number of offsets, completion).
+    pub fn expire_offsets(&mut self, now_ms: u64) -> Vec<ExpiryWrite> {
+        let retention_ms = u64::try_from(self.timing.offsets_retention.as_millis()).unwrap_or(u64::MAX);
+        let mut doomed: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+        for (group, committed) in &self.offsets {
+            if self.commits_in_flight.contains_key(group) {
+                continue;
+            }
+            let (floor_ms, subscribed) = match self.groups.get(group) {
+                Some(g) if !g.is_empty() => {
+                    if g.protocol_type() == "consumer" && g.state() == GroupState::Stable {
+                        (0, Some(subscribed_topics(g)))
+                    } else {
+                        continue;
+                    }
+                }
+                Some(_) => (self.empty_since_ms.get(group).copied().unwrap_or(now_ms), None),
+                None => (0, None),
+            };
+            let keys: Vec<(String, i32)> = committed
+                .iter()
+                .filter(|((topic, _), c)| {
+                    subscribed.as_ref().is_none_or(|s| !s.contains(topic))
+                        && now_ms.saturating_sub(c.commit_ms.max(floor_ms)) >= retention_ms
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if !keys.is_empty() {
+                doomed.push((group.clone(), keys));
+            }
+        }
+        let mut writes = Vec::new();
+        for (group, keys) in doomed {
+            let Some(fence) = self.fence(&group) else { continue };
+            let entry = self.offsets.get_mut(&group).expect("listed above");
+            for k in &keys {
+                entry.remove(k);
+            }
+            if entry.is_empty() {
+                self.offsets.remove(&group);
+            }
+            let store_keys = self.writer.keys().clone();
+            let ops: Vec<laminar_coord::Op> =
+                keys.iter().map(|(t, p)| laminar_coord::Op::delete(store_keys.offset(&group, t, *p))).collect();
+            tracing::info!(%group, offsets = keys.len(), "committed offsets expired (offsets.retention.minutes)");
+            writes.push((group, keys.len(), self.writer.submit(ops, fence)));
+        }
+        writes
     }
 }
 
@@ -243,9 +331,19 @@ fn commit(
     let (writer, fence) = writer;
     let ops = writer.put_ops(&args.group, &args.offsets);
     let done = writer.submit(ops, fence);
+    *mgr.borrow_mut().commits_in_flight.entry(args.group.clone()).or_default() += 1;
     let mgr = mgr.clone();
     tokio_uring::spawn(async move {
         let result = done.await.unwrap_or_else(|_| Err(WriteError::Store("offset writer stopped".into())));
+        {
+            let mut m = mgr.borrow_mut();
+            if let Some(n) = m.commits_in_flight.get_mut(&args.group) {
+                *n -= 1;
+                if *n == 0 {
+                    m.commits_in_flight.remove(&args.group);
+                }
+            }
+        }
         let code = match result {
             Ok(()) => {
                 let mut m = mgr.borrow_mut();
@@ -380,10 +478,29 @@ pub(crate) fn parse_subscription(mut meta: Bytes) -> Option<ConsumerProtocolSubs
     .ok()
 }
 
-/// The shard's group timer.
+/// The shard's group timer: sessions and rebalances every `TICK`, offset
+/// retention every `OFFSETS_RETENTION_CHECK`.
 pub async fn run_ticker(mgr: SharedGroups) {
+    let mut last_retention_check = Instant::now();
     loop {
         tokio::time::sleep(TICK).await;
-        mgr.borrow_mut().tick(Instant::now());
+        let (now, now_ms) = (Instant::now(), laminar_engine::log::now_ms());
+        mgr.borrow_mut().tick(now, now_ms);
+        if now.duration_since(last_retention_check) >= OFFSETS_RETENTION_CHECK {
+            last_retention_check = now;
+            let writes = mgr.borrow_mut().expire_offsets(now_ms);
+            if !writes.is_empty() {
+                tokio_uring::spawn(async move {
+                    for (group, _, done) in writes {
+                        match done.await {
+                            Ok(Ok(())) => {}
+                            // Still in the store: a later coordinator loads and expires them again.
+                            Ok(Err(e)) => tracing::warn!(%group, "deleting expired offsets failed: {e:?}"),
+                            Err(_) => tracing::warn!(%group, "deleting expired offsets: offset writer stopped"),
+                        }
+                    }
+                });
+            }
+        }
     }
 }

@@ -33,14 +33,30 @@ impl GroupState {
     }
 }
 
-/// Timing rules shared by every group of a broker.
+/// Timing rules and limits shared by every group of a broker.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupTiming {
     /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
     pub initial_rebalance_delay: Duration,
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
+    /// `group.max.size`: members one group may have; a JoinGroup past it
+    /// gets GROUP_MAX_SIZE_REACHED. Also bounds the member ids handed out and
+    /// not yet joined (KIP-394), which a client repeating JoinGroup without an
+    /// id would otherwise grow until their session timeouts pass.
+    pub max_members: usize,
+    /// `offsets.retention.minutes`: how long committed offsets outlive their
+    /// group's last member (or, for a group that never had members, their
+    /// commit) before they are deleted (KIP-211).
+    pub offsets_retention: Duration,
 }
+
+/// Default `group.max.size`. Kafka's is unlimited; a member costs a rebalance
+/// round trip for every member and its metadata is held and sent to the
+/// leader, so past a thousand a group's rebalances take longer than clients'
+/// timeouts anyway (and a thousand members only make sense on topics of a
+/// thousand partitions or more).
+pub const MAX_MEMBERS_DEFAULT: usize = 1000;
 
 impl Default for GroupTiming {
     fn default() -> Self {
@@ -48,6 +64,9 @@ impl Default for GroupTiming {
             initial_rebalance_delay: Duration::from_millis(3000),
             min_session_timeout: Duration::from_millis(1000),
             max_session_timeout: Duration::from_millis(1_800_000),
+            max_members: MAX_MEMBERS_DEFAULT,
+            // Kafka's default: 10080 minutes, 7 days.
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -141,6 +160,35 @@ impl Group {
         format!("{client_id}-{}", uuid::Uuid::new_v4())
     }
 
+    /// No room for another member (`group.max.size`).
+    fn full(&self) -> bool {
+        self.members.len() >= self.timing.max_members
+    }
+
+    /// Hands out a member id to bring back in a second JoinGroup (KIP-394).
+    /// At most `max_members` wait at once: past that the one closest to its
+    /// deadline is forgotten (its client gets UNKNOWN_MEMBER_ID and starts
+    /// over), rather than refusing every new member until ids expire.
+    fn add_pending(&mut self, id: String, deadline: Instant) {
+        if self.pending_members.len() >= self.timing.max_members {
+            let oldest = self.pending_members.iter().min_by_key(|(_, d)| **d).map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                self.pending_members.remove(&oldest);
+            }
+        }
+        self.pending_members.insert(id, deadline);
+    }
+
+    #[cfg(test)]
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    #[cfg(test)]
+    pub fn pending_count(&self) -> usize {
+        self.pending_members.len()
+    }
+
     pub fn join(&mut self, args: JoinArgs, now: Instant, reply: oneshot::Sender<JoinResult>) {
         let timing = self.timing;
         let fail = |reply: oneshot::Sender<JoinResult>, error: i16, member_id: String| {
@@ -163,13 +211,19 @@ impl Group {
                 if let Some(old_id) = self.static_members.get(instance).cloned() {
                     return self.replace_static_member(old_id, new_id, args, now, reply);
                 }
+                if self.full() {
+                    return fail(reply, errors::GROUP_MAX_SIZE_REACHED, String::new());
+                }
                 self.static_members.insert(instance.clone(), new_id.clone());
                 new_id
+            } else if self.full() {
+                // Refused before an id is handed out: nothing to remember.
+                return fail(reply, errors::GROUP_MAX_SIZE_REACHED, String::new());
             } else if args.require_known_member_id {
                 // KIP-394: hand out an id first, so a client that retries
                 // a lost JoinGroup response doesn't leave a ghost member.
                 let id = self.new_member_id(&args.client_id);
-                self.pending_members.insert(id.clone(), now + session);
+                self.add_pending(id.clone(), now + session);
                 return fail(reply, errors::MEMBER_ID_REQUIRED, id);
             } else {
                 self.new_member_id(&args.client_id)
@@ -187,6 +241,9 @@ impl Group {
             }
             if self.pending_members.remove(&id).is_none() && !self.members.contains_key(&id) {
                 return fail(reply, errors::UNKNOWN_MEMBER_ID, id);
+            }
+            if !self.members.contains_key(&id) && self.full() {
+                return fail(reply, errors::GROUP_MAX_SIZE_REACHED, id);
             }
             id
         };
@@ -331,7 +388,9 @@ impl Group {
         for id in gone {
             self.remove_member(&id);
         }
-        self.generation += 1;
+        // Clients drive rebalances (join, leave, join, …): never overflow; a
+        // generation two billion rebalances old cannot be confused with 1.
+        self.generation = self.generation.checked_add(1).unwrap_or(1);
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;

@@ -269,9 +269,205 @@ fn manager_tick_keeps_a_group_whose_only_member_is_pending() {
     // A 400 ms round trip: four ticks pass before the second JoinGroup.
     let start = Instant::now();
     for i in 1..=4 {
-        mgr.borrow_mut().tick(start + TICK * i);
+        mgr.borrow_mut().tick(start + TICK * i, 0);
     }
     let second = join_via_manager(args(&first.member_id, None, true));
     assert_eq!((second.error, second.generation), (errors::NONE, 1));
     assert_eq!(second.leader, first.member_id);
+}
+
+fn small(max_members: usize) -> GroupTiming {
+    GroupTiming { initial_rebalance_delay: Duration::ZERO, max_members, ..Default::default() }
+}
+
+#[test]
+fn a_join_past_group_max_size_is_refused_and_members_stay_bounded() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), small(3));
+    let a = single_member(&mut g, now);
+    // Two more join (each joins a rebalance a's rejoin completes).
+    let mut pending = vec![join(&mut g, args("", None, false), now), join(&mut g, args("", None, false), now)];
+    let mut aj = join(&mut g, args(&a, None, false), now);
+    assert_eq!(done(&mut aj).members.len(), 3);
+    for rx in &mut pending {
+        assert_eq!(done(rx).error, errors::NONE);
+    }
+    assert_eq!(g.member_count(), 3);
+    // A fourth: refused, however it asks, and it leaves nothing behind.
+    for a in [args("", None, false), args("", None, true), args("", Some("static-1"), false)] {
+        let r = done(&mut join(&mut g, a, now));
+        assert_eq!((r.error, r.member_id.as_str()), (errors::GROUP_MAX_SIZE_REACHED, ""));
+    }
+    assert_eq!(g.member_count(), 3);
+    assert_eq!(g.pending_count(), 0, "no id handed out to a refused member");
+    // A known member rejoining is no new member: accepted.
+    let mut aj = join(&mut g, args(&a, None, false), now);
+    assert_eq!(aj.try_recv().unwrap_err(), TryRecvError::Empty, "a rebalance waits for the others");
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    // Once one leaves there is room again.
+    let b = g.describe().members.iter().map(|m| m.member_id.clone()).find(|m| *m != a).unwrap();
+    assert_eq!(g.leave(&b, None, now), errors::NONE);
+    let r = join(&mut g, args("", None, false), now);
+    drop(r);
+    assert_eq!(g.member_count(), 3);
+}
+
+#[test]
+fn a_pending_id_brought_back_to_a_full_group_is_refused() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), small(1));
+    let id = done(&mut join(&mut g, args("", None, true), now)).member_id;
+    let _a = single_member(&mut g, now);
+    let r = done(&mut join(&mut g, args(&id, None, true), now));
+    assert_eq!(r.error, errors::GROUP_MAX_SIZE_REACHED);
+    assert_eq!((g.member_count(), g.pending_count()), (1, 0));
+}
+
+#[test]
+fn pending_member_ids_are_bounded_for_a_client_repeating_join_without_an_id() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), small(10));
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let r = done(&mut join(&mut g, args("", None, true), now + Duration::from_millis(i)));
+        assert_eq!(r.error, errors::MEMBER_ID_REQUIRED);
+        ids.push(r.member_id);
+        assert!(g.pending_count() <= 10, "{} pending after {i}", g.pending_count());
+    }
+    // The newest ids are still good; the oldest were forgotten.
+    let r = done(&mut join(&mut g, args(&ids[999], None, true), now));
+    assert_eq!(r.error, errors::NONE);
+    let r = done(&mut join(&mut g, args(&ids[0], None, true), now));
+    assert_eq!(r.error, errors::UNKNOWN_MEMBER_ID);
+}
+
+/// `offsets.retention.minutes` with KIP-211's rules, on an injected clock:
+/// a group without members loses its offsets a retention after its last
+/// commit or its last member's departure, whichever is later; a stable
+/// consumer group keeps those of topics it subscribes to, whatever their age;
+/// expired offsets leave the store too.
+#[test]
+fn committed_offsets_expire_a_retention_after_the_group_empties_or_the_last_commit() {
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, HashMap};
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use laminar_coord::cluster::{group_slot, Keys};
+    use laminar_coord::MetaStore;
+
+    use super::manager::{handle, GroupManager};
+    use super::{CommitArgs, Committed, GroupMsg, OffsetWriter};
+
+    const RETENTION_MS: u64 = 600_000;
+    const T0: u64 = 1_000_000_000;
+
+    tokio_uring::start(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn MetaStore> = Arc::new(laminar_coord::EmbeddedStore::open(dir.path()).unwrap());
+        let keys = Keys::new("");
+        let mut owned = BTreeMap::new();
+        for g in ["simple", "g"] {
+            let slot = group_slot(g);
+            if let std::collections::btree_map::Entry::Vacant(e) = owned.entry(slot) {
+                e.insert(store.put(&keys.coordinator(slot), b"{}".to_vec()).await.unwrap());
+            }
+        }
+        let writer = OffsetWriter::new(store.clone(), keys.clone());
+        tokio_uring::spawn(writer.clone().run());
+        let timing = GroupTiming {
+            initial_rebalance_delay: Duration::ZERO,
+            offsets_retention: Duration::from_millis(RETENTION_MS),
+            ..Default::default()
+        };
+        let mgr = Rc::new(RefCell::new(GroupManager::new(timing, writer)));
+        let (tx, _rx) = oneshot::channel();
+        handle(&mgr, GroupMsg::Slots { owned, gained: Default::default(), offsets: HashMap::new(), reply: tx });
+
+        let commit = |group: &str, member: &str, generation: i32, topic: &str, commit_ms: u64| {
+            let (tx, rx) = oneshot::channel();
+            let c = Committed { offset: 5, leader_epoch: 0, metadata: None, commit_ms };
+            let args = CommitArgs {
+                group: group.into(),
+                generation,
+                member_id: member.into(),
+                instance_id: None,
+                offsets: vec![(topic.into(), 0, c)],
+            };
+            handle(&mgr, GroupMsg::Commit { args, reply: tx });
+            rx
+        };
+        let committed = |group: &str| {
+            let (tx, mut rx) = oneshot::channel();
+            handle(&mgr, GroupMsg::Fetch { group: group.into(), topics: None, reply: tx });
+            let rows = rx.try_recv().unwrap().unwrap();
+            rows.into_iter().map(|(t, _, _)| t).collect::<Vec<_>>()
+        };
+        let expire = |now_ms: u64| mgr.borrow_mut().expire_offsets(now_ms);
+
+        // A simple consumer's group (no members ever): from its commit.
+        assert_eq!(commit("simple", "", -1, "t", T0).await.unwrap().unwrap()[0].2, errors::NONE);
+        // A consumer group whose one member subscribes to "t".
+        let mut sub = BytesMut::new();
+        sub.put_i16(0);
+        ConsumerProtocolSubscription::default()
+            .with_topics(vec![StrBytes::from_static_str("t")])
+            .encode(&mut sub, 0)
+            .unwrap();
+        let mut a = args("", None, false);
+        a.protocols = vec![("range".into(), sub.freeze())];
+        let (tx, mut rx) = oneshot::channel();
+        handle(&mgr, GroupMsg::Join { args: a, reply: tx });
+        let joined = rx.try_recv().unwrap();
+        let member = joined.member_id.clone();
+        let (tx, _sync) = oneshot::channel();
+        let s = SyncArgs {
+            group: "g".into(),
+            generation: 1,
+            member_id: member.clone(),
+            instance_id: None,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments: vec![(member.clone(), Bytes::new())],
+        };
+        handle(&mgr, GroupMsg::Sync { args: s, reply: tx });
+        for topic in ["t", "unsubscribed"] {
+            assert_eq!(commit("g", &member, 1, topic, T0).await.unwrap().unwrap()[0].2, errors::NONE);
+        }
+        mgr.borrow_mut().tick(Instant::now(), T0);
+
+        assert!(expire(T0 + RETENTION_MS - 1).is_empty(), "nothing before the retention");
+        let mut writes = expire(T0 + RETENTION_MS);
+        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        let summary: Vec<(String, usize)> = writes.iter().map(|(g, n, _)| (g.clone(), *n)).collect();
+        assert_eq!(summary, vec![("g".to_string(), 1), ("simple".to_string(), 1)]);
+        for (_, _, done) in writes {
+            done.await.unwrap().unwrap();
+        }
+        assert!(committed("simple").is_empty());
+        assert_eq!(committed("g"), vec!["t"], "a subscribed topic's offset stays while the group has members");
+        assert!(expire(T0 + 10 * RETENTION_MS).is_empty(), "however old");
+
+        // The member leaves at T1: the group is Empty from then on.
+        let t1 = T0 + 10 * RETENTION_MS;
+        let (tx, _leave) = oneshot::channel();
+        handle(&mgr, GroupMsg::Leave { group: "g".into(), members: vec![(member, None)], reply: tx });
+        mgr.borrow_mut().tick(Instant::now(), t1);
+        assert!(expire(t1 + RETENTION_MS - 1).is_empty(), "counted from the emptying, not the old commit");
+        let writes = expire(t1 + RETENTION_MS);
+        assert_eq!(writes.len(), 1);
+        for (_, _, done) in writes {
+            done.await.unwrap().unwrap();
+        }
+        assert!(committed("g").is_empty());
+        assert!(store.list(&keys.offsets()).await.unwrap().is_empty(), "deleted from the store too");
+        // With no members, ids or offsets left, the group itself is forgotten.
+        mgr.borrow_mut().tick(Instant::now(), t1 + RETENTION_MS);
+        let (tx, mut rx) = oneshot::channel();
+        handle(&mgr, GroupMsg::List { reply: tx });
+        assert!(rx.try_recv().unwrap().is_empty());
+    });
 }

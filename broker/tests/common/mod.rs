@@ -19,6 +19,8 @@ pub struct Laminar {
     pub dir: tempfile::TempDir,
     pub log: Arc<Mutex<String>>,
     extra: Vec<String>,
+    /// Environment variables for the broker (e.g. `LAMINAR_FAILPOINTS`).
+    env: Vec<(String, String)>,
 }
 
 impl Laminar {
@@ -28,12 +30,22 @@ impl Laminar {
 
     /// Starts on a data directory the test prepared (e.g. a small filesystem).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Laminar {
+        Laminar::start_in_with_env(dir, extra, &[])
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Laminar {
+        Laminar::start_in_with_env(tempfile::tempdir().unwrap(), extra, env)
+    }
+
+    pub fn start_in_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Laminar {
         let mut l = Laminar {
             child: None,
             addr: "127.0.0.1:0".into(),
             dir,
             log: Arc::default(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         l.spawn();
         l
@@ -53,6 +65,7 @@ impl Laminar {
             .arg(self.dir.path())
             .args(["--shards", "2", "--no-pin"])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -81,6 +94,23 @@ impl Laminar {
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(child.id() as i32, signal) };
         child.wait().unwrap()
+    }
+
+    /// Waits up to `timeout` for the broker to exit by itself; its status,
+    /// or `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn restart(&mut self, signal: i32) {

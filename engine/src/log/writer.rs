@@ -108,7 +108,10 @@ struct Writer {
 
 /// Should the writer task die by a panic (a bug), the log must not hang its
 /// producers: it goes offline, failing what is queued and every later append
-/// (dropping `Writer` drops the senders of the appends it had taken).
+/// (dropping `Writer` drops the senders of the appends it had taken). This is
+/// the engine's behaviour on its own (its tests); the `laminar` binary's panic
+/// hook aborts the process before any unwinding, so there a writer panic
+/// takes the whole broker down instead of leaving it half alive.
 struct WriterGuard(Rc<RefCell<LogState>>);
 
 impl Drop for WriterGuard {
@@ -265,7 +268,7 @@ impl Writer {
         let (file, injected) = {
             let mut s = self.st.borrow_mut();
             s.stats.writes += 1;
-            let injected = match s.inject_write_error {
+            let mut injected = match s.inject_write_error {
                 Some((0, errno)) => {
                     s.inject_write_error = None;
                     Some(errno)
@@ -276,6 +279,13 @@ impl Writer {
                 }
                 None => None,
             };
+            if let (None, Some(disk)) = (injected, &s.disk) {
+                if disk.try_charge(total) {
+                    s.disk_active_charged_bytes += total;
+                } else {
+                    injected = Some(libc::ENOSPC);
+                }
+            }
             if s.active_writer.is_none() {
                 let f = s.active().file.try_clone()?;
                 s.active_writer = Some(Rc::new(tokio_uring::fs::File::from_std(f)));
@@ -444,6 +454,11 @@ impl Writer {
                 tracing::error!(dir = %s.dir.display(), "could not truncate after failed write: {t}");
             }
             s.next_offset = cut;
+            if let Some(disk) = &s.disk {
+                // Bytes charged past the cut are gone with it.
+                disk.refund(s.disk_active_charged_bytes.saturating_sub(cut_position));
+            }
+            s.disk_active_charged_bytes = s.disk_active_charged_bytes.min(cut_position);
             s.producers.undo_from(cut);
             s.producers.written_up_to(cut);
             self.reserved = cut_position;
@@ -486,6 +501,8 @@ fn roll_segment(st: &Rc<RefCell<LogState>>) -> Result<()> {
     let seg = Segment::create_unsynced(&dir, next, now_ms(), interval)?;
     let writer = s.active_writer.take();
     s.segments.insert(next, seg);
+    // The sealed segment's bytes stay charged as its size; the new one starts empty.
+    s.disk_active_charged_bytes = 0;
     s.dir_rolls += 1;
     s.unsynced_sealed.push(base);
     s.stats.rolls += 1;
