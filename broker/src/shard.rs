@@ -95,8 +95,9 @@ pub enum ShardMsg {
         reply: oneshot::Sender<()>,
     },
     Group(crate::group::GroupMsg),
+    /// Close every log; answered with how many failed to close.
     Shutdown {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<usize>,
     },
 }
 
@@ -378,8 +379,9 @@ pub async fn run_mailbox(
                     // the order their requests arrived in.
                     Ok(log) => {
                         tokio_uring::spawn(async move {
-                            let r = log.append(batches, sync).await.map_err(KafkaError::from);
-                            let _ = reply.send(r);
+                            let r = log.append(batches, sync).await;
+                            crate::log_limit::note_append(&topic, partition, &r);
+                            let _ = reply.send(r.map_err(KafkaError::from));
                         });
                     }
                 }
@@ -419,13 +421,18 @@ pub async fn run_mailbox(
                 let closes: Vec<_> = logs
                     .into_iter()
                     .map(|log| async move {
-                        if let Err(e) = log.close().await {
-                            tracing::error!(dir = %log.dir().display(), "close failed: {e}");
+                        let r = log.close().await;
+                        if let Err(e) = &r {
+                            // Counted in the last line of the process whatever is logged here.
+                            if crate::log_limit::admit(crate::log_limit::Cause::StorageError) {
+                                tracing::error!(dir = %log.dir().display(), "close failed: {e}");
+                            }
                         }
+                        r.is_err()
                     })
                     .collect();
-                futures::future::join_all(closes).await;
-                let _ = reply.send(());
+                let failed = futures::future::join_all(closes).await.into_iter().filter(|&f| f).count();
+                let _ = reply.send(failed);
                 return;
             }
         }
@@ -472,7 +479,10 @@ pub async fn run_upkeep(shard: SharedShard) {
         for log in &logs {
             if log.flush_due(now) {
                 if let Err(e) = log.flush().await {
-                    tracing::error!(dir = %log.dir().display(), "flush failed: {e}");
+                    // Retried every check while the data stays unsynced.
+                    if crate::log_limit::admit(crate::log_limit::Cause::FlushFailed) {
+                        tracing::error!(dir = %log.dir().display(), "flush failed: {e}");
+                    }
                 }
             }
         }

@@ -107,3 +107,78 @@ fn full_disk_refuses_writes_cleanly_and_recovers() {
     drop(s);
     drop(l);
 }
+
+fn create(s: &mut std::net::TcpStream, topic: &str) {
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(name(topic)))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    let r: CreateTopicsResponse = call(s, ApiKey::CreateTopics, 7, &req);
+    assert_eq!(r.topics[0].error_code, 0);
+}
+
+/// Produces `batch` to `topic` until the disk is full; returns the records acknowledged.
+fn fill(s: &mut std::net::TcpStream, topic: &str, batch: &Bytes) -> usize {
+    for i in 0..500 {
+        match produce(s, topic, batch.clone()) {
+            (0, _) => {}
+            (56, _) => return i,
+            (code, msg) => panic!("produce answered {code}: {msg:?}"),
+        }
+    }
+    panic!("a 6 MiB disk fills up");
+}
+
+#[test]
+fn a_full_disk_is_logged_once_per_partition_and_a_failed_shutdown_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED full_disk test: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _mount = Mount(dir.path().to_path_buf());
+    let mut l = Laminar::start_in(dir, &[]);
+    let mut s = l.connect();
+    for t in ["ballast", "fill"] {
+        create(&mut s, t);
+    }
+    let mut b = BatchBuilder::new(Compression::None);
+    for _ in 0..64 {
+        b.append(0, None, Some(&[7u8; 1000]), &[]).unwrap();
+    }
+    let batch = b.finish().unwrap();
+    for _ in 0..20 {
+        assert_eq!(produce(&mut s, "ballast", batch.clone()).0, 0);
+    }
+    fill(&mut s, "fill", &batch);
+    for _ in 0..20 {
+        assert_eq!(produce(&mut s, "fill", batch.clone()).0, 56);
+    }
+    let log = l.log_text();
+    assert_eq!(log.matches("writes to fill-0 fail").count(), 1, "one line for 21 refused writes:\n{log}");
+    assert!(log.contains("No space left on device"), "the OS error is named:\n{log}");
+    // Space comes back: the partition's writes work again, said once.
+    let req = DeleteTopicsRequest::default()
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(name("ballast"))))]);
+    let r: DeleteTopicsResponse = call(&mut s, ApiKey::DeleteTopics, 6, &req);
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(produce(&mut s, "fill", batch.clone()).0, 0);
+    assert_eq!(produce(&mut s, "fill", batch.clone()).0, 0);
+    assert_eq!(l.log_text().matches("writes to fill-0 succeed again").count(), 1);
+    // Full again, and stopped: closing the log (indexes, producer snapshot)
+    // cannot be written, and the last line says so.
+    fill(&mut s, "fill", &batch);
+    drop(s);
+    let status = l.stop(libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = l.log_text();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(!log.contains("stopped cleanly"), "{log}");
+    assert!(last.contains("stopped with errors: 1 logs failed to close"), "last line: {last}\n{log}");
+    assert!(!status.success(), "exit status {status:?}");
+}
