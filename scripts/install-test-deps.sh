@@ -10,6 +10,8 @@ command -v kcat >/dev/null || need_apt+=(kcat)
 command -v fio >/dev/null || need_apt+=(fio)
 command -v iperf3 >/dev/null || need_apt+=(iperf3)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
+# etcdctl: the cluster tests read cluster state straight from etcd.
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -16,6 +16,7 @@ mod log_limit;
 mod partition_dirs;
 mod placement;
 mod producer_ids;
+mod replication;
 mod response;
 mod router;
 mod server;
@@ -69,6 +70,12 @@ struct Args {
     /// `default.replication.factor` for auto-created topics and CreateTopics asking for -1.
     #[arg(long, default_value_t = 1)]
     default_replication_factor: i16,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the ISR.
+    #[arg(long, default_value_t = 30_000)]
+    replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for new data.
+    #[arg(long, default_value_t = 500)]
+    replica_fetch_wait_max_ms: u64,
     /// host:port clients should connect to (default: the listen address).
     #[arg(long)]
     advertised_listener: Option<String>,
@@ -196,6 +203,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         unclean_leader_election: args.unclean_leader_election,
         startup_wait: Duration::from_millis(args.lease_ttl_ms * 3),
     };
+    let replication = replication::ReplicationConfig {
+        replica_lag_time_max: Duration::from_millis(args.replica_lag_time_max_ms),
+        fetch_wait_max: Duration::from_millis(args.replica_fetch_wait_max_ms),
+        // Durable acks=all means on disk on every in-sync replica.
+        fsync_followers: !args.no_fsync_acks_all,
+        ..Default::default()
+    };
     server::run(server::ServerOptions {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -209,6 +223,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         config,
         store,
         cluster,
+        replication,
         log_limit_interval: Duration::from_millis(args.log_limit_interval_ms),
     })
 }

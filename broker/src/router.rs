@@ -50,11 +50,11 @@ pub struct ShardStopped;
 ///
 /// The mailboxes are unbounded channels, and may stay so because everything
 /// that reaches them is bounded elsewhere:
-/// - requests' messages (Produce, Read, ListOffset, DeleteRecords, Group) are
-///   posted by a handler while its request's frame is held against the
-///   connection's, shard's and broker's budgets (`budget.rs`), and every
+/// - requests' messages (Produce, Read, ListOffset, EpochEnd, DeleteRecords,
+///   Group) are posted by a handler while its request's frame is held against
+///   the connection's, shard's and broker's budgets (`budget.rs`), and every
 ///   handler awaits its answers before the frame is let go (acks=0 Produce
-///   included). A message is at most one per partition or group the request
+///   included; a follower's Fetch is a request like any other). A message is at most one per partition or group the request
 ///   names, and carries slices of the frame or what was decoded from it (at
 ///   most 8 MiB + 4x the frame, `api::decode_budget_bytes`). So what waits in
 ///   all mailboxes together is bounded by `queued.max.request.bytes` times a

@@ -55,6 +55,7 @@ pub struct ServerOptions {
     pub config: BrokerConfig,
     pub store: StoreChoice,
     pub cluster: ClusterConfig,
+    pub replication: crate::replication::ReplicationConfig,
     /// Window of the log rate limiter (`log_limit.rs`).
     pub log_limit_interval: Duration,
 }
@@ -143,6 +144,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         };
         let (data_dir, shard_cluster, retention) =
             (opts.data_dir.clone(), cluster.clone(), opts.retention_check_interval);
+        let replication = opts.replication;
         let (started, timing, serving) = (started_tx.clone(), opts.group_timing, serving_rx.clone());
         let (store, keys) = (store.clone(), keys.clone());
         let t = std::thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
@@ -154,7 +156,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
                 let writer = OffsetWriter::new(store, keys);
                 tokio_uring::spawn(writer.clone().run());
                 let groups = Rc::new(RefCell::new(GroupManager::new(timing, writer)));
-                let shard = Shard::new(id, data_dir, shard_cluster, retention);
+                let shard = Shard::new(id, data_dir, shard_cluster, replication, retention);
                 run_shard(ctx, shard, groups, rx, listener, started, serving).await
             });
         })?;

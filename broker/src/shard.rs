@@ -1,7 +1,8 @@
 //! A shard: one pinned thread with its own io_uring runtime that owns a set of
 //! partition replicas and consumer groups. Work for them arrives through its
 //! mailbox (`ShardMsg`); connections on any shard post there, and the control
-//! thread's reconciler tells it which replicas to hold and in which role.
+//! thread's reconciler tells it which replicas to hold. Each replica's role
+//! (leader, follower) follows its partition record (`replication::roles`).
 //! Owned state is `Rc`, so nothing here can be touched from another thread by
 //! construction.
 
@@ -10,16 +11,18 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use laminar_coord::cluster::{PartitionRecord, Stored};
 use laminar_engine::{AppendInfo, FileSlice, LogConfig, LogWatch, PartitionLog};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use crate::cluster::Cluster;
 use crate::errors::{self, KafkaError};
 use crate::partition_dirs;
+use crate::replication::roles::Settled;
+use crate::replication::{self, leader::SharedLeader, ReplicationConfig};
 
 pub type Reply<T> = oneshot::Sender<Result<T, KafkaError>>;
 
@@ -27,6 +30,8 @@ pub type Reply<T> = oneshot::Sender<Result<T, KafkaError>>;
 /// is disk-bound and runs on blocking threads; this keeps a 10,000-partition
 /// create from starting 10,000 threads.
 const OPENS_IN_FLIGHT_MAX: usize = 8;
+/// How often a replicated log's high watermark is checkpointed (if it moved).
+const HW_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a fetch gets back for one partition.
 #[derive(Debug, Clone)]
@@ -35,7 +40,21 @@ pub struct PartitionRead {
     pub high_watermark: u64,
     pub last_stable_offset: u64,
     pub log_start_offset: u64,
+    /// A follower's fetch: where its log diverges from the leader's
+    /// (epoch, end offset), KIP-595's DivergingEpoch; it must truncate first.
+    pub diverging: Option<(i32, i64)>,
+    /// A follower's fetch below the leader's log start: OFFSET_OUT_OF_RANGE,
+    /// answered with the log start so the follower can start over there.
+    pub error: i16,
     pub watch: Arc<LogWatch>,
+}
+
+/// A follower's fetch, as the leader sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaFetch {
+    pub node: i32,
+    /// The epoch of the follower's last batch (-1: none), for the divergence check.
+    pub last_fetched_epoch: i32,
 }
 
 /// A replica this shard must hold, as the reconciler sees it.
@@ -45,6 +64,8 @@ pub struct Assignment {
     pub partition: i32,
     pub record: Arc<Stored<PartitionRecord>>,
     pub config: LogConfig,
+    /// `min.insync.replicas` of the topic.
+    pub min_insync_replicas: i32,
 }
 
 pub enum ShardMsg {
@@ -52,7 +73,12 @@ pub enum ShardMsg {
         topic: Arc<str>,
         partition: i32,
         batches: Vec<Bytes>,
+        /// -1 (all), 0 or 1.
+        acks: i16,
+        /// fdatasync before answering (acks=all in durable mode).
         sync: bool,
+        /// How long an acks=all request waits for the replicas.
+        timeout: Duration,
         reply: Reply<AppendInfo>,
     },
     Read {
@@ -63,6 +89,8 @@ pub enum ShardMsg {
         min_one: bool,
         /// The client's view of the leader epoch (KIP-320), -1 if it sent none.
         leader_epoch: i32,
+        /// Set when a follower replicating the partition fetches.
+        replica: Option<ReplicaFetch>,
         reply: Reply<PartitionRead>,
     },
     /// Offset for a ListOffsets timestamp (-1 latest, -2 earliest, else by
@@ -73,6 +101,14 @@ pub enum ShardMsg {
         timestamp: i64,
         leader_epoch: i32,
         reply: Reply<(i64, i64, i32)>,
+    },
+    /// OffsetForLeaderEpoch: where `epoch` ends in the leader's log.
+    EpochEnd {
+        topic: Arc<str>,
+        partition: i32,
+        current_leader_epoch: i32,
+        epoch: i32,
+        reply: Reply<(i32, i64, i32)>,
     },
     DeleteRecords {
         topic: Arc<str>,
@@ -103,7 +139,7 @@ pub enum ShardMsg {
 
 /// Why a replica cannot serve right now.
 #[derive(Clone)]
-enum Status {
+pub enum Status {
     /// Being recovered on a blocking thread.
     Opening,
     Online(PartitionLog),
@@ -111,21 +147,49 @@ enum Status {
     Offline(String),
 }
 
-struct Replica {
+/// What this broker does for a partition it holds.
+#[derive(Clone)]
+pub enum Role {
+    /// It leads, in `LeaderState::epoch`.
+    Leader(SharedLeader),
+    /// It copies `leader`'s log, in `epoch`.
+    Follower { leader: i32, epoch: i32 },
+    /// Neither yet: becoming leader (its epoch is being made durable), no
+    /// leader elected, or not in this incarnation.
+    Waiting,
+}
+
+pub struct Replica {
     /// Bumped by every (re)open, so a stale open's result is dropped.
-    generation: u64,
-    status: Status,
-    record: Arc<Stored<PartitionRecord>>,
-    config: LogConfig,
+    pub generation: u64,
+    pub status: Status,
+    pub record: Arc<Stored<PartitionRecord>>,
+    pub config: LogConfig,
+    pub min_insync_replicas: i32,
+    pub role: Role,
     /// Set by an unassign that arrived while the log was opening.
     closing: Option<bool>,
 }
 
+impl Replica {
+    pub fn log(&self) -> Option<&PartitionLog> {
+        match &self.status {
+            Status::Online(log) => Some(log),
+            _ => None,
+        }
+    }
+}
+
+pub type ReplicaKey = (Arc<str>, i32);
+
 pub struct Shard {
     pub id: usize,
     data_dir: PathBuf,
-    cluster: Arc<Cluster>,
-    replicas: HashMap<(Arc<str>, i32), Replica>,
+    pub cluster: Arc<Cluster>,
+    pub replication: ReplicationConfig,
+    pub replicas: HashMap<ReplicaKey, Replica>,
+    /// One fetcher per leader this shard follows partitions of: its wake-up.
+    pub fetchers: HashMap<i32, Rc<Notify>>,
     next_generation: u64,
     opens: Rc<Semaphore>,
     pub retention_check_interval: Duration,
@@ -134,19 +198,27 @@ pub struct Shard {
 pub type SharedShard = Rc<RefCell<Shard>>;
 
 impl Shard {
-    pub fn new(id: usize, data_dir: PathBuf, cluster: Arc<Cluster>, retention_check_interval: Duration) -> Self {
+    pub fn new(
+        id: usize,
+        data_dir: PathBuf,
+        cluster: Arc<Cluster>,
+        replication: ReplicationConfig,
+        retention_check_interval: Duration,
+    ) -> Self {
         Shard {
             id,
             data_dir,
             cluster,
+            replication,
             replicas: HashMap::new(),
+            fetchers: HashMap::new(),
             next_generation: 0,
             opens: Rc::new(Semaphore::new(OPENS_IN_FLIGHT_MAX)),
             retention_check_interval,
         }
     }
 
-    fn replica(&self, topic: &str, partition: i32) -> Result<&Replica, KafkaError> {
+    pub fn replica(&self, topic: &str, partition: i32) -> Result<&Replica, KafkaError> {
         self.replicas.get(&(Arc::from(topic), partition)).ok_or_else(|| {
             KafkaError::new(
                 errors::NOT_LEADER_OR_FOLLOWER,
@@ -155,23 +227,35 @@ impl Shard {
         })
     }
 
-    /// The log of a partition this broker leads now, or why not.
-    fn leader_log(&self, topic: &str, partition: i32, leader_epoch: i32) -> Result<PartitionLog, KafkaError> {
+    /// The log and leadership of a partition this broker leads now, or why not.
+    pub fn leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> Result<(PartitionLog, SharedLeader), KafkaError> {
         let r = self.replica(topic, partition)?;
         let rec = &r.record.record;
-        let me = self.cluster.node_id();
-        if rec.leader != me || rec.leader_incarnation != self.cluster.incarnation() || !self.cluster.is_acting() {
-            return Err(KafkaError::new(
+        let not_leader = || {
+            KafkaError::new(
                 errors::NOT_LEADER_OR_FOLLOWER,
                 format!(
                     "this broker does not lead {topic}-{partition} (leader {}, epoch {})",
                     rec.leader, rec.leader_epoch
                 ),
-            ));
+            )
+        };
+        // The lease is read at every request: a paused or cut-off broker
+        // stops leading the moment it may no longer hold its lease.
+        if !self.cluster.is_acting() || rec.leader != self.cluster.node_id() {
+            return Err(not_leader());
         }
-        check_epoch(leader_epoch, rec.leader_epoch)?;
+        let Role::Leader(state) = &r.role else {
+            return Err(not_leader());
+        };
+        check_epoch(leader_epoch, state.borrow().epoch)?;
         match &r.status {
-            Status::Online(log) => Ok(log.clone()),
+            Status::Online(log) => Ok((log.clone(), state.clone())),
             Status::Opening => Err(KafkaError::new(
                 errors::LEADER_NOT_AVAILABLE,
                 format!("{topic}-{partition} is still being recovered"),
@@ -183,19 +267,13 @@ impl Shard {
     }
 
     fn all_logs(&self) -> Vec<PartitionLog> {
-        self.replicas
-            .values()
-            .filter_map(|r| match &r.status {
-                Status::Online(log) => Some(log.clone()),
-                _ => None,
-            })
-            .collect()
+        self.replicas.values().filter_map(|r| r.log().cloned()).collect()
     }
 }
 
 /// KIP-320: a client's leader epoch older than ours is fenced (its metadata
 /// is stale), a newer one means we are behind; -1 skips the check.
-fn check_epoch(client: i32, ours: i32) -> Result<(), KafkaError> {
+pub fn check_epoch(client: i32, ours: i32) -> Result<(), KafkaError> {
     if client < 0 || client == ours {
         Ok(())
     } else if client < ours {
@@ -218,11 +296,15 @@ fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
                         tracing::error!(topic = %a.topic, partition = a.partition, "config not applied: {e}");
                     }
                 }
-                log.set_leader_epoch(a.record.record.leader_epoch);
             }
-            r.record = a.record;
+            // Our own ISR writes may be newer than the view's record.
+            if a.record.version > r.record.version {
+                r.record = a.record;
+            }
             r.config = a.config;
-            let _ = reply.send(());
+            r.min_insync_replicas = a.min_insync_replicas;
+            drop(s);
+            replication::roles::apply(shard, &key, Settled::new(reply));
             return;
         }
     }
@@ -235,12 +317,17 @@ fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
             status: Status::Opening,
             record: a.record.clone(),
             config: a.config.clone(),
+            min_insync_replicas: a.min_insync_replicas,
+            role: Role::Waiting,
             closing: None,
         },
     );
     let dir = partition_dirs::path(&s.data_dir, &a.topic, a.partition);
     let (opens, shard_id) = (s.opens.clone(), s.id);
     drop(s);
+    if let Some(old) = &replaced {
+        replication::roles::retire(old, "the topic was recreated");
+    }
     let shard = shard.clone();
     tokio_uring::spawn(async move {
         // Another incarnation of the topic held this partition here: its log goes first.
@@ -279,7 +366,6 @@ fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
                     }
                     tracing::debug!(?report, "opened partition log");
                     let log = PartitionLog::from_recovered(recovered);
-                    log.set_leader_epoch(r.record.record.leader_epoch);
                     match r.closing.take() {
                         Some(delete) => {
                             s.replicas.remove(&key);
@@ -309,10 +395,13 @@ fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
                 }
             }
         };
-        if let Some((log, delete)) = unwanted {
-            close_or_remove(log, delete).await;
+        match unwanted {
+            Some((log, delete)) => {
+                close_or_remove(log, delete).await;
+                let _ = reply.send(());
+            }
+            None => replication::roles::apply(&shard, &key, Settled::new(reply)),
         }
-        let _ = reply.send(());
     });
 }
 
@@ -331,6 +420,7 @@ fn unassign(shard: &SharedShard, topic: Arc<str>, partition: i32, delete: bool, 
         let _ = reply.send(());
         return;
     };
+    replication::roles::retire(r, "the replica moved or its topic was deleted");
     match &r.status {
         Status::Opening => {
             // The open task finishes the job when the log is recovered.
@@ -369,40 +459,45 @@ pub async fn run_mailbox(
     while let Some(msg) = rx.recv().await {
         match msg {
             ShardMsg::Group(m) => crate::group::manager::handle(&groups, m),
-            ShardMsg::Produce { topic, partition, batches, sync, reply } => {
-                let log = shard.borrow().leader_log(&topic, partition, -1);
-                match log {
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    // Spawned tasks first run in spawn order, so appends keep
-                    // the order their requests arrived in.
-                    Ok(log) => {
-                        tokio_uring::spawn(async move {
-                            let r = log.append(batches, sync).await;
-                            crate::log_limit::note_append(&topic, partition, &r);
-                            let _ = reply.send(r.map_err(KafkaError::from));
-                        });
-                    }
-                }
+            ShardMsg::Produce { topic, partition, batches, acks, sync, timeout, reply } => {
+                replication::produce::handle(&shard, topic, partition, batches, acks, sync, timeout, reply);
             }
-            ShardMsg::Read { topic, partition, offset, max_bytes, min_one, leader_epoch, reply } => {
-                let r = shard
-                    .borrow()
-                    .leader_log(&topic, partition, leader_epoch)
-                    .and_then(|log| read(&log, offset, max_bytes, min_one));
+            ShardMsg::Read { topic, partition, offset, max_bytes, min_one, leader_epoch, replica, reply } => {
+                let r = match replica {
+                    Some(rf) => replication::serve::follower_fetch(
+                        &shard,
+                        &topic,
+                        partition,
+                        offset,
+                        max_bytes,
+                        leader_epoch,
+                        rf,
+                    ),
+                    None => shard
+                        .borrow()
+                        .leader(&topic, partition, leader_epoch)
+                        .and_then(|(log, _)| read(&log, offset, max_bytes, min_one)),
+                };
                 let _ = reply.send(r);
             }
             ShardMsg::ListOffset { topic, partition, timestamp, leader_epoch, reply } => {
                 let s = shard.borrow();
-                let r = s.leader_log(&topic, partition, leader_epoch).and_then(|log| {
-                    let epoch = s.replica(&topic, partition).map_or(-1, |r| r.record.record.leader_epoch);
+                let r = s.leader(&topic, partition, leader_epoch).and_then(|(log, state)| {
+                    let epoch = state.borrow().epoch;
                     list_offset(&log, timestamp).map(|(o, t)| (o, t, epoch))
                 });
                 let _ = reply.send(r);
             }
+            ShardMsg::EpochEnd { topic, partition, current_leader_epoch, epoch, reply } => {
+                let s = shard.borrow();
+                let r = s.leader(&topic, partition, current_leader_epoch).map(|(log, state)| {
+                    let (e, end) = log.end_offset_for_epoch(epoch);
+                    (e, end, state.borrow().epoch)
+                });
+                let _ = reply.send(r);
+            }
             ShardMsg::DeleteRecords { topic, partition, offset, reply } => {
-                let log = shard.borrow().leader_log(&topic, partition, -1);
+                let log = shard.borrow().leader(&topic, partition, -1).map(|(log, _)| log);
                 tokio_uring::spawn(async move {
                     let r = match log {
                         Ok(log) => {
@@ -417,7 +512,13 @@ pub async fn run_mailbox(
             ShardMsg::Assign { assignment, reply } => assign(&shard, assignment, reply),
             ShardMsg::Unassign { topic, partition, delete, reply } => unassign(&shard, topic, partition, delete, reply),
             ShardMsg::Shutdown { reply } => {
-                let logs = shard.borrow().all_logs();
+                let logs = {
+                    let mut s = shard.borrow_mut();
+                    for r in s.replicas.values_mut() {
+                        replication::roles::retire(r, "the broker is shutting down");
+                    }
+                    s.all_logs()
+                };
                 let closes: Vec<_> = logs
                     .into_iter()
                     .map(|log| async move {
@@ -449,6 +550,8 @@ fn read(log: &PartitionLog, offset: i64, max_bytes: u64, min_one: bool) -> Resul
         high_watermark: r.high_watermark,
         last_stable_offset: r.high_watermark,
         log_start_offset: r.log_start_offset,
+        diverging: None,
+        error: errors::NONE,
         watch: log.watch(),
     })
 }
@@ -466,11 +569,15 @@ fn list_offset(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), KafkaEr
     }
 }
 
-/// Background upkeep: `flush.ms` checks every 100 ms, retention at its interval.
+/// Background upkeep every 100 ms: `flush.ms`, ISR shrink checks and
+/// leaderships lost with the lease; retention and high-watermark
+/// checkpoints at their intervals.
 pub async fn run_upkeep(shard: SharedShard) {
-    let mut last_retention = std::time::Instant::now();
+    let mut last_retention = Instant::now();
+    let mut last_hw_checkpoint = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        replication::roles::upkeep(&shard);
         let (logs, interval) = {
             let s = shard.borrow();
             (s.all_logs(), s.retention_check_interval)
@@ -486,8 +593,16 @@ pub async fn run_upkeep(shard: SharedShard) {
                 }
             }
         }
+        if last_hw_checkpoint.elapsed() >= HW_CHECKPOINT_INTERVAL {
+            last_hw_checkpoint = Instant::now();
+            for log in logs.iter().filter(|l| l.is_replicated()) {
+                if let Err(e) = log.checkpoint_high_watermark().await {
+                    tracing::warn!(dir = %log.dir().display(), "high watermark checkpoint failed: {e}");
+                }
+            }
+        }
         if last_retention.elapsed() >= interval {
-            last_retention = std::time::Instant::now();
+            last_retention = Instant::now();
             for log in &logs {
                 let r = log.enforce_retention(now);
                 if r.segments_deleted > 0 {

@@ -119,7 +119,7 @@ fn create(s: &mut std::net::TcpStream, topic: &str) {
 
 /// Produces `batch` to `topic` until the disk is full; returns the records acknowledged.
 fn fill(s: &mut std::net::TcpStream, topic: &str, batch: &Bytes) -> usize {
-    for i in 0..500 {
+    for i in 0..100_000 {
         match produce(s, topic, batch.clone()) {
             (0, _) => {}
             (56, _) => return i,
@@ -170,9 +170,14 @@ fn a_full_disk_is_logged_once_per_partition_and_a_failed_shutdown_says_so() {
     assert_eq!(produce(&mut s, "fill", batch.clone()).0, 0);
     assert_eq!(produce(&mut s, "fill", batch.clone()).0, 0);
     assert_eq!(l.log_text().matches("writes to fill-0 succeed again").count(), 1);
-    // Full again, and stopped: closing the log (indexes, producer snapshot)
-    // cannot be written, and the last line says so.
+    // Full again, to the last byte, and stopped: closing the log (indexes,
+    // producer snapshot) cannot be written, and the last line says so.
     fill(&mut s, "fill", &batch);
+    for value_bytes in [100, 1] {
+        let mut b = BatchBuilder::new(Compression::None);
+        b.append(0, None, Some(&vec![7u8; value_bytes]), &[]).unwrap();
+        fill(&mut s, "fill", &b.finish().unwrap());
+    }
     drop(s);
     let status = l.stop(libc::SIGTERM);
     std::thread::sleep(std::time::Duration::from_millis(200));

@@ -106,6 +106,9 @@ fn a_request_over_the_decode_budget_closes_its_connection_only() {
     let mut probe = l.connect();
     let r: ApiVersionsResponse = call(&mut probe, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(r.error_code, 0);
-    let log = l.log_text();
-    assert!(log.contains("decode memory budget exceeded"), "the broker logs why it closed the connection:\n{log}");
+    assert!(
+        l.log_contains("decode memory budget exceeded"),
+        "the broker logs why it closed the connection:\n{}",
+        l.log_text()
+    );
 }

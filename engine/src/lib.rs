@@ -13,6 +13,7 @@ pub mod config;
 #[cfg(test)]
 mod crashsim;
 mod durable;
+pub mod epoch_cache;
 pub mod error;
 pub mod index;
 pub mod log;
@@ -23,7 +24,7 @@ pub mod watch;
 
 pub use config::LogConfig;
 pub use error::{EngineError, Result};
-pub use log::{AppendInfo, FileSlice, LogStats, PartitionLog, ReadResult, RecoveryReport, RetentionReport};
+pub use log::{AppendInfo, FileSlice, LogStats, PartitionLog, ReadLimit, ReadResult, RecoveryReport, RetentionReport};
 pub use watch::LogWatch;
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ use tokio::sync::oneshot;
 use crate::batch::{self, BatchHeader};
 use crate::config::LogConfig;
 use crate::durable;
+use crate::epoch_cache::EpochCache;
 use crate::error::{EngineError, Result};
+use crate::index;
 use crate::index::write_synced;
 use crate::producer_snapshot::{self, ProducerRecovery};
 use crate::producer_state::{AppendPlan, ProducerStates};
@@ -37,6 +39,9 @@ use writer::{sync_dir_if_needed, QueuedAppend};
 
 #[cfg(test)]
 mod crash_tests;
+mod replica;
+#[cfg(test)]
+mod replica_tests;
 mod writer;
 #[cfg(test)]
 mod writer_tests;
@@ -45,6 +50,15 @@ const LOG_START_CHECKPOINT: &str = "log-start-offset";
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// What every in-sync replica has: consumers.
+    HighWatermark,
+    /// Everything written here: followers replicating the log.
+    LogEnd,
 }
 
 /// What one `append` call was given back.
@@ -131,14 +145,28 @@ struct LogState {
     config: LogConfig,
     segments: BTreeMap<u64, Segment>,
     log_start_offset: u64,
-    /// Next offset to hand out; runs ahead of the high watermark by the queue.
+    /// Next offset to hand out; runs ahead of the log end by the queue.
     next_offset: u64,
+    /// Offset after the last batch written and acknowledged here (the log end
+    /// offset, LEO): what a follower's fetch reads up to.
+    log_end: u64,
+    /// What consumers may read up to: the log end for a log nobody
+    /// replicates; for a replicated one, what every in-sync replica has
+    /// (`set_high_watermark`, driven by the broker's replication).
     high_watermark: u64,
-    /// Byte position of the high watermark in the active segment at the time it
-    /// was published (reads of that segment stop there).
+    /// Whether the high watermark is set from outside (`set_replicated`).
+    replicated: bool,
+    /// The last high watermark written to its checkpoint (`checkpoint_high_watermark`).
+    hw_checkpointed: u64,
+    /// Byte position of the high watermark: segment base and position in it
+    /// (reads stop there).
     hw_segment: u64,
     hw_position: u64,
     leader_epoch: i32,
+    /// Where each leader epoch starts (`epoch_cache`).
+    epochs: EpochCache,
+    /// Serializes writes of the epoch checkpoint.
+    epoch_lock: Rc<tokio::sync::Mutex<()>>,
     /// Idempotent producers' sequence state, updated as offsets are assigned.
     producers: ProducerStates,
     queue: Vec<QueuedAppend>,
@@ -201,8 +229,34 @@ impl LogState {
     }
     fn publish(&self) {
         debug_assert!(self.log_start_offset <= self.high_watermark);
-        debug_assert!(self.high_watermark <= self.next_offset);
-        self.watch.publish(self.high_watermark, self.log_start_offset);
+        debug_assert!(self.high_watermark <= self.log_end);
+        debug_assert!(self.log_end <= self.next_offset);
+        self.watch.publish(self.high_watermark, self.log_start_offset, self.log_end);
+    }
+
+    /// Sets the high watermark's offset and byte position (`hw` is clamped
+    /// to the log; inside a batch, reads stop at that batch's start).
+    fn place_high_watermark(&mut self, hw: u64) {
+        let hw = hw.clamp(self.log_start_offset.min(self.log_end), self.log_end);
+        let Some((&base, seg)) = self.segments.range(..=hw).next_back() else {
+            // Below the first segment (log start inside nothing yet): nothing readable.
+            let first = self.segments.keys().next().copied().unwrap_or(0);
+            self.high_watermark = hw;
+            self.hw_segment = first;
+            self.hw_position = 0;
+            return;
+        };
+        let position = if hw >= seg.next_offset {
+            seg.size
+        } else {
+            match seg.locate(hw) {
+                Ok(Some((pos, _))) => pos,
+                _ => seg.size,
+            }
+        };
+        self.high_watermark = hw;
+        self.hw_segment = base;
+        self.hw_position = position;
     }
 }
 
@@ -217,6 +271,9 @@ pub struct RecoveredLog {
     segments: BTreeMap<u64, Segment>,
     log_start_offset: u64,
     producers: ProducerStates,
+    epochs: EpochCache,
+    /// The high watermark last checkpointed, for a replicated log.
+    hw_checkpoint: Option<u64>,
 }
 
 impl PartitionLog {
@@ -310,13 +367,27 @@ impl PartitionLog {
         let log_end = active.next_offset;
         let log_start = checkpoint.unwrap_or(0).max(first_base).min(log_end);
         let (producers, producer_report) = producer_snapshot::recover(dir, &segments, log_end, now)?;
+        let mut epochs = EpochCache::load(dir)
+            .map_err(|e| EngineError::Recovery { dir: dir.display().to_string(), reason: e.to_string() })?;
+        if epochs.truncate_from(log_end) {
+            // A crash cut the tail the newest epochs started in.
+            index::write_synced(&EpochCache::path(dir), &epochs.encode())?;
+        }
+        let hw_checkpoint = read_hw_checkpoint(dir)?.map(|hw| hw.clamp(log_start, log_end));
         report.producer_state = producer_report;
         report.segments = segments.len();
         report.log_start_offset = log_start;
         report.log_end_offset = log_end;
         report.elapsed_us = started.elapsed().as_micros() as u64;
-        let recovered =
-            RecoveredLog { dir: dir.to_path_buf(), config, segments, log_start_offset: log_start, producers };
+        let recovered = RecoveredLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: log_start,
+            producers,
+            epochs,
+            hw_checkpoint,
+        };
         Ok((recovered, report))
     }
 
@@ -331,10 +402,15 @@ impl PartitionLog {
             segments: r.segments,
             log_start_offset: r.log_start_offset,
             next_offset: log_end,
+            log_end,
             high_watermark: log_end,
+            replicated: false,
+            hw_checkpointed: r.hw_checkpoint.unwrap_or(r.log_start_offset),
             hw_segment,
             hw_position,
-            leader_epoch: 0,
+            leader_epoch: r.epochs.latest_epoch().unwrap_or(0),
+            epochs: r.epochs,
+            epoch_lock: Rc::default(),
             producers: r.producers,
             queue: Vec::new(),
             writer_running: false,
@@ -388,9 +464,13 @@ impl PartitionLog {
     pub fn log_start_offset(&self) -> u64 {
         self.st.borrow().log_start_offset
     }
-    /// Offset after the last acknowledged batch: what consumers may read up to.
+    /// What consumers may read up to (see `LogState::high_watermark`).
     pub fn high_watermark(&self) -> u64 {
         self.st.borrow().high_watermark
+    }
+    /// Offset after the last batch written here (LEO).
+    pub fn log_end_offset(&self) -> u64 {
+        self.st.borrow().log_end
     }
     /// With no transactions yet, the last stable offset is the high watermark.
     pub fn last_stable_offset(&self) -> u64 {
@@ -451,7 +531,7 @@ impl PartitionLog {
                 AppendPlan::Duplicate { base_offset, last_offset } => {
                     let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
                     let unsynced = sync && st.unflushed_since_ms.is_some();
-                    if last_offset < st.high_watermark && !unsynced {
+                    if last_offset < st.log_end && !unsynced {
                         return Ok(info);
                     }
                     // The original is still queued or being written (or, for a
@@ -510,8 +590,20 @@ impl PartitionLog {
         headers: Vec<BatchHeader>,
         sync: bool,
     ) -> oneshot::Receiver<Result<()>> {
+        self.enqueue_as(st, heads, bodies, headers, sync, false)
+    }
+
+    fn enqueue_as(
+        &self,
+        st: &mut LogState,
+        heads: Bytes,
+        bodies: Vec<Bytes>,
+        headers: Vec<BatchHeader>,
+        sync: bool,
+        replayed: bool,
+    ) -> oneshot::Receiver<Result<()>> {
         let (tx, rx) = oneshot::channel();
-        st.queue.push(QueuedAppend { heads, bodies, headers, sync, done: tx });
+        st.queue.push(QueuedAppend { heads, bodies, headers, sync, replayed, done: tx });
         if !st.writer_running {
             st.writer_running = true;
             tokio_uring::spawn(writer::run(self.st.clone()));
@@ -521,26 +613,43 @@ impl PartitionLog {
         rx
     }
 
-    /// Finds the data for a fetch at `offset`: up to `max_bytes` starting at the
-    /// batch holding `offset`, never past the high watermark. With `min_one`, a
-    /// first batch larger than `max_bytes` is returned whole (KIP-74).
+    /// Finds the data for a consumer's fetch at `offset`: up to `max_bytes`
+    /// starting at the batch holding `offset`, never past the high watermark.
+    /// With `min_one`, a first batch larger than `max_bytes` is returned whole
+    /// (KIP-74). An offset between the high watermark and the log end is not
+    /// out of range: nothing is readable there yet.
     pub fn read(&self, offset: u64, max_bytes: u64, min_one: bool) -> Result<ReadResult> {
+        self.read_to(offset, max_bytes, min_one, ReadLimit::HighWatermark)
+    }
+
+    /// A read bounded by `limit`: the high watermark (consumers) or the log
+    /// end (followers replicating the log).
+    pub fn read_to(&self, offset: u64, max_bytes: u64, min_one: bool, limit: ReadLimit) -> Result<ReadResult> {
         let st = self.st.borrow();
         let out_of_range =
-            || EngineError::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: st.high_watermark };
-        if offset < st.log_start_offset || offset > st.high_watermark {
+            || EngineError::OffsetOutOfRange { offset, log_start: st.log_start_offset, log_end: st.log_end };
+        if offset < st.log_start_offset || offset > st.log_end {
             return Err(out_of_range());
         }
         let mut result =
             ReadResult { slice: None, high_watermark: st.high_watermark, log_start_offset: st.log_start_offset };
-        if offset == st.high_watermark {
+        let bound = match limit {
+            ReadLimit::HighWatermark => st.high_watermark,
+            ReadLimit::LogEnd => st.log_end,
+        };
+        if offset >= bound {
             return Ok(result);
         }
         for seg in
             st.segments.range(..=offset).next_back().into_iter().chain(st.segments.range(offset + 1..)).map(|(_, s)| s)
         {
             let Some((pos, h)) = seg.locate(offset)? else { continue };
-            let end = if seg.base_offset == st.hw_segment { st.hw_position.min(seg.size) } else { seg.size };
+            let end = match limit {
+                ReadLimit::LogEnd => seg.size,
+                ReadLimit::HighWatermark if seg.base_offset == st.hw_segment => st.hw_position.min(seg.size),
+                ReadLimit::HighWatermark if seg.base_offset > st.hw_segment => 0,
+                ReadLimit::HighWatermark => seg.size,
+            };
             if pos >= end {
                 break;
             }
@@ -590,7 +699,7 @@ impl PartitionLog {
     /// new start is durable (its checkpoint written and synced off the shard's
     /// thread); concurrent calls are applied in order and never move it back.
     pub async fn delete_records(&self, offset: u64) -> Result<u64> {
-        let (dir, lock) = {
+        {
             let st = self.st.borrow();
             if offset > st.high_watermark {
                 return Err(EngineError::OffsetOutOfRange {
@@ -599,6 +708,16 @@ impl PartitionLog {
                     log_end: st.high_watermark,
                 });
             }
+        }
+        self.advance_log_start(offset).await
+    }
+
+    /// Moves the log start to `offset` (≤ the log end) durably and drops the
+    /// segments wholly below it; `delete_records` and a follower's
+    /// `follow_log_start` bound `offset` each their own way.
+    async fn advance_log_start(&self, offset: u64) -> Result<u64> {
+        let (dir, lock) = {
+            let st = self.st.borrow();
             (st.dir.clone(), st.checkpoint_lock.clone())
         };
         let _serialized = lock.lock().await;
@@ -643,7 +762,10 @@ impl PartitionLog {
             let expired = st.config.retention_ms.is_some_and(|r| now.saturating_sub(first.newest_ms()) > r);
             let oversize = st.config.retention_bytes.is_some_and(|r| total - first.size >= r);
             let below_start = second_base <= st.log_start_offset;
-            if !(expired || oversize || below_start) {
+            // As Kafka: retention never deletes what the replicas have not all
+            // got (a follower would have to start over past data it never saw).
+            let committed = second_base <= st.high_watermark;
+            if !(below_start || (committed && (expired || oversize))) {
                 break;
             }
             let base = first.base_offset;
@@ -769,7 +891,7 @@ impl PartitionLog {
         })
         .await;
         done.map_err(io::Error::other).and_then(|r| r)?;
-        Ok(())
+        self.checkpoint_high_watermark().await
     }
 
     /// Removes the whole log from disk (DeleteTopics). The handle is dead after.
@@ -925,4 +1047,18 @@ fn read_checkpoint(dir: &Path) -> Result<Option<u64>> {
 
 fn write_checkpoint(dir: &Path, offset: u64) -> io::Result<()> {
     write_synced(&dir.join(LOG_START_CHECKPOINT), offset.to_string().as_bytes())
+}
+
+/// The high watermark's checkpoint (Kafka keeps one per log directory,
+/// `replication-offset-checkpoint`; one per partition here): where a
+/// replicated log's high watermark restarts, so consumers need not wait for
+/// the followers to be heard from again before reading what was committed.
+const HW_CHECKPOINT: &str = "high-watermark";
+
+fn read_hw_checkpoint(dir: &Path) -> Result<Option<u64>> {
+    match fs::read_to_string(dir.join(HW_CHECKPOINT)) {
+        Ok(s) => Ok(s.trim().parse().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -308,6 +308,27 @@ impl Segment {
         self.next_offset = h.last_offset() as u64 + 1;
     }
 
+    /// Forgets everything from byte `position` on (the file was cut there);
+    /// `next_offset` is the offset the segment now ends at.
+    pub fn cut_to(&mut self, position: u64, next_offset: u64) {
+        self.size = position;
+        self.next_offset = next_offset;
+        self.offset_index.truncate_to_position(position);
+        let rel = next_offset.saturating_sub(self.base_offset).min(u32::MAX as u64) as u32;
+        self.time_index.truncate_to_offset(rel);
+        match self.time_index.lookup_before(i64::MAX) {
+            Some(e) => {
+                self.max_timestamp = e.timestamp;
+                self.rel_offset_of_max_timestamp = e.relative_offset;
+            }
+            None => {
+                self.max_timestamp = -1;
+                self.rel_offset_of_max_timestamp = 0;
+            }
+        }
+        self.bytes_since_index = 0;
+    }
+
     /// Reads the header of the batch at `pos`, or `None` at the end of the data.
     pub fn header_at(&self, pos: u64) -> io::Result<Option<BatchHeader>> {
         if pos + HEADER_LEN as u64 > self.size {

@@ -1,4 +1,4 @@
-//! DescribeCluster (60): this one broker, which is also the controller.
+//! DescribeCluster (60): the live brokers and the controller, from the cluster view.
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -20,16 +20,24 @@ pub fn handle(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
             .with_error_message(Some(s(msg)));
         return respond(header, &resp);
     }
-    let c = &ctx.config;
+    let view = ctx.view();
+    let brokers = view
+        .brokers
+        .values()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.record.node_id))
+                .with_host(s(b.record.host.clone()))
+                .with_port(b.record.port as i32)
+                .with_rack(b.record.rack.clone().map(s))
+        })
+        .collect();
     let resp = DescribeClusterResponse::default()
-        .with_cluster_id(s(c.cluster_id.clone()))
-        .with_controller_id(BrokerId(c.node_id))
+        .with_cluster_id(s(ctx.config.cluster_id.clone()))
+        .with_controller_id(BrokerId(view.controller_id().unwrap_or(-1)))
         .with_endpoint_type(ENDPOINT_BROKERS)
         // -2147483648 = "not requested" (Kafka's sentinel for authorized operations).
         .with_cluster_authorized_operations(i32::MIN)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(c.node_id))
-            .with_host(s(c.advertised_host.clone()))
-            .with_port(c.advertised_port as i32)]);
+        .with_brokers(brokers);
     respond(header, &resp)
 }

@@ -6,6 +6,10 @@
 //! No incremental fetch sessions (KIP-227): we answer session id 0, which tells
 //! clients to keep sending full fetch requests; incremental ones get
 //! FETCH_SESSION_ID_NOT_FOUND.
+//!
+//! A fetch with a replica id (≥ 0) is a follower replicating: it reads to the
+//! log end rather than the high watermark, long-polls on the log end, and
+//! may be told where its log diverges (`replication::serve`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,7 +24,7 @@ use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::response::{Chunk, Response};
 use crate::router::{answer, Pending};
-use crate::shard::{PartitionRead, ShardMsg};
+use crate::shard::{PartitionRead, ReplicaFetch, ShardMsg};
 
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 /// Upper bound on a client's max_wait_ms (Kafka clients use ≤ 500 ms typically).
@@ -33,6 +37,8 @@ struct Wanted {
     partition_max_bytes: u64,
     /// The client's leader epoch (v9+, KIP-320), -1 if none.
     leader_epoch: i32,
+    /// The epoch of the follower's last batch (v12+), -1 if none.
+    last_fetched_epoch: i32,
 }
 
 type PartResult = Result<PartitionRead, KafkaError>;
@@ -53,26 +59,29 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes.max(0) as u64,
                 leader_epoch: if version >= 9 { p.current_leader_epoch } else { -1 },
+                last_fetched_epoch: if version >= 12 { p.last_fetched_epoch } else { -1 },
             });
         }
     }
     let max_bytes = if req.max_bytes <= 0 { i32::MAX as u64 } else { req.max_bytes as u64 };
     let min_bytes = req.min_bytes.max(0) as u64;
+    // Followers replicating send their broker id; consumers send -1.
+    let replica = (req.replica_id.0 >= 0).then_some(req.replica_id.0);
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     loop {
-        let mut results = read_all(ctx, &wanted).await;
+        let mut results = read_all(ctx, &wanted, replica).await;
         trim_to_budget(&mut results, max_bytes);
         let bytes: u64 = results.iter().map(|r| r.as_ref().map_or(0, |r| r.slice.as_ref().map_or(0, |s| s.len))).sum();
         let any_error = results.iter().any(|r| r.is_err());
         if bytes >= min_bytes.max(1) || any_error || Instant::now() >= deadline || wanted.is_empty() {
             return encode(header, version, errors::NONE, &wanted, &results);
         }
-        wait_for_data(&results, deadline).await;
+        wait_for_data(&results, deadline, replica.is_some()).await;
     }
 }
 
 /// Asks every owner at once; answers come back in request order.
-async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted]) -> Vec<PartResult> {
+async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted], replica: Option<i32>) -> Vec<PartResult> {
     let view = ctx.view();
     let pending: Vec<Pending<PartitionRead>> = wanted
         .iter()
@@ -84,6 +93,7 @@ async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted]) -> Vec<PartResult> {
                 max_bytes: w.partition_max_bytes,
                 min_one: true,
                 leader_epoch: w.leader_epoch,
+                replica: replica.map(|node| ReplicaFetch { node, last_fetched_epoch: w.last_fetched_epoch }),
                 reply,
             })
         })
@@ -116,9 +126,11 @@ fn trim_to_budget(results: &mut [PartResult], max_bytes: u64) {
     }
 }
 
-/// Sleeps until any fetched partition's high watermark moves or the deadline.
-async fn wait_for_data(results: &[PartResult], deadline: Instant) {
-    let watches: Vec<_> = results.iter().flatten().map(|r| (r.watch.clone(), r.high_watermark)).collect();
+/// Sleeps until any fetched partition's high watermark (a follower's: log
+/// end) moves or the deadline.
+async fn wait_for_data(results: &[PartResult], deadline: Instant, follower: bool) {
+    let progress = |w: &laminar_engine::LogWatch| if follower { w.log_end_offset() } else { w.high_watermark() };
+    let watches: Vec<_> = results.iter().flatten().map(|r| (r.watch.clone(), progress(&r.watch))).collect();
     if watches.is_empty() {
         tokio::time::sleep_until(deadline.into()).await;
         return;
@@ -128,7 +140,7 @@ async fn wait_for_data(results: &[PartResult], deadline: Instant) {
         n.as_mut().enable();
     }
     // Registered first, checked second: an append between our read and now is seen here.
-    if watches.iter().any(|(w, hw)| w.high_watermark() != *hw) {
+    if watches.iter().any(|(w, seen)| progress(w) != *seen) {
         return;
     }
     tokio::select! {
@@ -193,15 +205,16 @@ fn encode(
         put_array_len(&mut b, flexible, end - start);
         for i in start..end {
             b.put_i32(wanted[i].partition);
-            let (code, hw, lso, lstart, slice) = match &results[i] {
+            let (code, hw, lso, lstart, slice, diverging) = match &results[i] {
                 Ok(r) => (
-                    errors::NONE,
+                    r.error,
                     r.high_watermark as i64,
                     r.last_stable_offset as i64,
                     r.log_start_offset as i64,
                     r.slice.clone(),
+                    r.diverging,
                 ),
-                Err(e) => (e.code, -1, -1, -1, None),
+                Err(e) => (e.code, -1, -1, -1, None, None),
             };
             b.put_i16(code);
             b.put_i64(hw);
@@ -229,7 +242,19 @@ fn encode(
                 chunks.push(Chunk::File(slice));
             }
             if flexible {
-                b.put_u8(0); // partition tagged fields
+                match diverging {
+                    // DivergingEpoch, tagged field 0 (v12+): epoch i32,
+                    // end_offset i64, and its own empty tagged fields.
+                    Some((epoch, end_offset)) => {
+                        put_uvarint(&mut b, 1);
+                        put_uvarint(&mut b, 0);
+                        put_uvarint(&mut b, 4 + 8 + 1);
+                        b.put_i32(epoch);
+                        b.put_i64(end_offset);
+                        b.put_u8(0);
+                    }
+                    None => b.put_u8(0), // no partition tagged fields
+                }
             }
         }
         if flexible {
@@ -249,15 +274,60 @@ mod tests {
     use kafka_protocol::messages::FetchResponse;
     use kafka_protocol::protocol::Decodable;
 
+    fn wanted(topic: &str, partition: i32) -> Wanted {
+        Wanted {
+            topic: Arc::from(topic),
+            partition,
+            offset: 0,
+            partition_max_bytes: 100,
+            leader_epoch: -1,
+            last_fetched_epoch: -1,
+        }
+    }
+
+    /// A follower told where its log diverges reads it back with the codec.
+    #[test]
+    fn diverging_epochs_decode_with_the_codec() {
+        let watch = Arc::new(laminar_engine::LogWatch::default());
+        let read = PartitionRead {
+            slice: None,
+            high_watermark: 40,
+            last_stable_offset: 40,
+            log_start_offset: 0,
+            diverging: Some((3, 27)),
+            error: errors::NONE,
+            watch,
+        };
+        let header = RequestHeader::default().with_correlation_id(1).with_request_api_version(12);
+        let resp = encode(
+            &header,
+            12,
+            errors::NONE,
+            &[wanted("t", 0), wanted("t", 1)],
+            &[Ok(read.clone()), Ok(PartitionRead { diverging: None, ..read })],
+        )
+        .unwrap()
+        .unwrap();
+        let mut bytes = BytesMut::new();
+        for c in resp.chunks {
+            if let Chunk::Bytes(b) = c {
+                bytes.extend_from_slice(&b);
+            }
+        }
+        let mut buf = bytes.freeze();
+        kafka_protocol::messages::ResponseHeader::decode(&mut buf, ApiKey::Fetch.response_header_version(12)).unwrap();
+        let r = FetchResponse::decode(&mut buf, 12).unwrap();
+        let p = &r.responses[0].partitions;
+        assert_eq!((p[0].diverging_epoch.epoch, p[0].diverging_epoch.end_offset), (3, 27));
+        assert_eq!(p[1].diverging_epoch.epoch, -1, "absent: the default");
+        assert!(buf.is_empty());
+    }
+
     /// Our hand-written encoding must decode with the reference codec at every version.
     #[test]
     fn hand_encoded_response_decodes_with_the_codec() {
         for version in 4..=12i16 {
-            let wanted = vec![
-                Wanted { topic: Arc::from("a"), partition: 0, offset: 0, partition_max_bytes: 100, leader_epoch: -1 },
-                Wanted { topic: Arc::from("a"), partition: 1, offset: 0, partition_max_bytes: 100, leader_epoch: -1 },
-                Wanted { topic: Arc::from("bb"), partition: 3, offset: 0, partition_max_bytes: 100, leader_epoch: -1 },
-            ];
+            let wanted = vec![wanted("a", 0), wanted("a", 1), wanted("bb", 3)];
             let results: Vec<PartResult> = vec![
                 Err(KafkaError::new(errors::OFFSET_OUT_OF_RANGE, "x")),
                 Err(KafkaError::new(errors::UNKNOWN_TOPIC_OR_PARTITION, "y")),

@@ -45,47 +45,52 @@ fn opt(s_: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     s_.as_ref().map(|v| v.to_string())
 }
 
+/// A coordinator's answer: (error, message, (node, host, port)).
+type Found = (i16, Option<String>, Option<(i32, String, i32)>);
+
+/// Where a group (or transactional id) is coordinated. Groups: the owner of
+/// the group's coordinator slot, from the cluster view. Transactional ids:
+/// this broker, so a transactional producer reaches InitProducerId and fails
+/// fast there (transactions are not supported) instead of retrying lookups.
+fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Found {
+    let view = ctx.view();
+    let node = match key_type {
+        KEY_TYPE_GROUP => placement::coordinator(&view, key),
+        KEY_TYPE_TRANSACTION => Some(ctx.cluster.node_id()),
+        other => return (errors::INVALID_REQUEST, Some(format!("unknown coordinator key type {other}")), None),
+    };
+    match node.and_then(|n| view.broker(n).map(|b| (n, b.record.host.clone(), b.record.port as i32))) {
+        Some(at) => (errors::NONE, None, Some(at)),
+        // Slots not assigned yet (a starting cluster) or their owner just died:
+        // retriable, the client asks again.
+        None => (errors::COORDINATOR_NOT_AVAILABLE, Some("no live coordinator for this key yet".into()), None),
+    }
+}
+
 pub fn find_coordinator(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: FindCoordinatorRequest = decode(header, body)?;
-    let c = &ctx.config;
-    // Every group is coordinated here. Transaction ids are answered with this
-    // broker too, so a transactional producer reaches InitProducerId and fails
-    // fast there (transactions are not supported) instead of retrying lookups.
-    let answer = |key_type: i8| -> (i16, Option<String>) {
-        if key_type == KEY_TYPE_GROUP || key_type == KEY_TYPE_TRANSACTION {
-            (errors::NONE, None)
-        } else {
-            (errors::INVALID_REQUEST, Some(format!("unknown coordinator key type {key_type}")))
-        }
-    };
     let resp = if header.request_api_version >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|key| {
-                let (code, msg) = answer(req.key_type);
+                let (code, msg, at) = locate(ctx, req.key_type, key);
                 let co =
                     Coordinator::default().with_key(key.clone()).with_error_code(code).with_error_message(msg.map(s));
-                if code == errors::NONE {
-                    co.with_node_id(BrokerId(c.node_id))
-                        .with_host(s(c.advertised_host.clone()))
-                        .with_port(c.advertised_port as i32)
-                } else {
-                    co.with_node_id(BrokerId(-1)).with_port(-1)
+                match at {
+                    Some((node, host, port)) => co.with_node_id(BrokerId(node)).with_host(s(host)).with_port(port),
+                    None => co.with_node_id(BrokerId(-1)).with_port(-1),
                 }
             })
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        let (code, msg) = answer(req.key_type);
+        let (code, msg, at) = locate(ctx, req.key_type, &req.key);
         let r = FindCoordinatorResponse::default().with_error_code(code);
         let r = if header.request_api_version >= 1 { r.with_error_message(msg.map(s)) } else { r };
-        if code == errors::NONE {
-            r.with_node_id(BrokerId(c.node_id))
-                .with_host(s(c.advertised_host.clone()))
-                .with_port(c.advertised_port as i32)
-        } else {
-            r.with_node_id(BrokerId(-1)).with_port(-1)
+        match at {
+            Some((node, host, port)) => r.with_node_id(BrokerId(node)).with_host(s(host)).with_port(port),
+            None => r.with_node_id(BrokerId(-1)).with_port(-1),
         }
     };
     respond(header, &resp)

@@ -21,6 +21,7 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod offsets;
 pub(crate) mod produce;
 
@@ -109,6 +110,7 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, frame: Bytes) -> HandlerResult 
         ApiKey::OffsetFetch => offsets::fetch(ctx, &header, body).await,
         ApiKey::OffsetDelete => offsets::delete(ctx, &header, body).await,
         ApiKey::InitProducerId => init_producer_id::handle(ctx, &header, body).await,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &header, body).await,
         other => Err(ConnError::Frame(format!("API {other:?} has no handler"))),
     }
 }

@@ -26,6 +26,8 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let req: ProduceRequest = decode(header, body)?;
     let acks = req.acks;
     let sync = acks == -1 && ctx.config.fsync_on_acks_all;
+    // How long acks=all waits for the replicas (Kafka's request timeout field).
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.clamp(1, PRODUCE_TIMEOUT_MAX_MS) as u64);
     let view = ctx.view();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
@@ -40,7 +42,15 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 ctx.route(&view, &name, p.index).map_err(|e| invalid_name(&name, e)).and_then(|shard| {
                     let batches = split(p.records.unwrap_or_default())?;
                     let topic = name.clone();
-                    ctx.router.ask(shard, |reply| ShardMsg::Produce { topic, partition: p.index, batches, sync, reply })
+                    ctx.router.ask(shard, |reply| ShardMsg::Produce {
+                        topic,
+                        partition: p.index,
+                        batches,
+                        acks,
+                        sync,
+                        timeout,
+                        reply,
+                    })
                 })
             };
             parts.push((p.index, pending));
@@ -87,6 +97,9 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     }
     respond(header, &ProduceResponse::default().with_responses(responses))
 }
+
+/// Longest a produce request may wait for its replicas, whatever it asks.
+const PRODUCE_TIMEOUT_MAX_MS: i32 = 300_000;
 
 /// A name that can never exist is INVALID_TOPIC_EXCEPTION, which clients
 /// treat as final; UNKNOWN_TOPIC_OR_PARTITION would make them refresh metadata

@@ -28,6 +28,7 @@ struct Held {
     shard: usize,
     record_version: u64,
     config: LogConfig,
+    min_insync_replicas: i32,
 }
 
 pub struct Reconciler {
@@ -161,12 +162,20 @@ impl Reconciler {
         for (name, t) in &view.topics {
             let topic: Arc<str> = Arc::from(name.as_str());
             let config = self.log_config(&t.topic.record.configs);
+            let min_insync_replicas =
+                topic_config::min_insync_replicas(&t.topic.record.configs, &self.topic_defaults).unwrap_or(1);
             for (p, stored) in t.partitions.iter().enumerate() {
                 let Some(stored) = stored else { continue };
                 let Some(shard) = placement::local_shard(&stored.record, me, shards) else { continue };
                 let key = (topic.clone(), p as i32);
                 wanted.insert(key.clone());
-                let next = Held { topic_id: t.id(), shard, record_version: stored.version, config: config.clone() };
+                let next = Held {
+                    topic_id: t.id(),
+                    shard,
+                    record_version: stored.version,
+                    config: config.clone(),
+                    min_insync_replicas,
+                };
                 if self.held.get(&key) == Some(&next) {
                     continue;
                 }
@@ -184,6 +193,7 @@ impl Reconciler {
                     partition: p as i32,
                     record: stored.clone(),
                     config: config.clone(),
+                    min_insync_replicas,
                 };
                 let (tx, rx) = oneshot::channel();
                 if self.router.send(shard, ShardMsg::Assign { assignment, reply: tx }).is_ok() {

@@ -191,6 +191,32 @@ fn list_offsets(version: i16) -> ListOffsetsRequest {
     }
 }
 
+/// A consumer's (replica -1) or a follower's (broker id) epoch query.
+fn offset_for_leader_epoch(version: i16, replica: i32) -> OffsetForLeaderEpochRequest {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    let topics = TOPICS
+        .iter()
+        .map(|name| {
+            let partitions = [(0, 3, 4), (1, 0, 0), (7, -1, 12)]
+                .iter()
+                .map(|&(p, current, epoch)| {
+                    OffsetForLeaderPartition::default()
+                        .with_partition(p)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(epoch)
+                })
+                .collect();
+            OffsetForLeaderTopic::default().with_topic(topic(name)).with_partitions(partitions)
+        })
+        .collect();
+    let req = OffsetForLeaderEpochRequest::default().with_topics(topics);
+    if version >= 3 {
+        req.with_replica_id(BrokerId(replica))
+    } else {
+        req
+    }
+}
+
 fn metadata(version: i16, all: bool) -> MetadataRequest {
     let topics = if all && version >= 1 {
         None
@@ -637,6 +663,10 @@ pub fn seeds() -> Vec<Seed> {
                 }
                 ApiKey::OffsetDelete => push(frame(api, version, c, &offset_delete()), &[]),
                 ApiKey::InitProducerId => push(frame(api, version, c, &init_producer_id(version)), &[]),
+                ApiKey::OffsetForLeaderEpoch => {
+                    push(frame(api, version, c, &offset_for_leader_epoch(version, -1)), &[]);
+                    push(frame(api, version, c, &offset_for_leader_epoch(version, 2)), &[]);
+                }
                 other => panic!("the corpus has no frame for served API {other:?}: add one"),
             }
         }

@@ -99,6 +99,7 @@ fn decode_body(api: ApiKey, header: &RequestHeader, body: Bytes) -> Result<Optio
         ApiKey::OffsetFetch => d::<OffsetFetchRequest>(header, body),
         ApiKey::OffsetDelete => d::<OffsetDeleteRequest>(header, body),
         ApiKey::InitProducerId => d::<InitProducerIdRequest>(header, body),
+        ApiKey::OffsetForLeaderEpoch => d::<OffsetForLeaderEpochRequest>(header, body),
         other => panic!("parse_header accepted {other:?}, which the fuzzer does not decode: add it"),
     }
 }

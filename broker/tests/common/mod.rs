@@ -100,6 +100,19 @@ impl Laminar {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits up to 10 s for `needle` in the log (lines are written by
+    /// another thread of the broker than the one answering).
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(&self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

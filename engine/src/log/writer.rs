@@ -65,6 +65,9 @@ pub(super) struct QueuedAppend {
     pub bodies: Vec<Bytes>,
     pub headers: Vec<BatchHeader>,
     pub sync: bool,
+    /// Batches a leader wrote (a follower's append): their producers' state
+    /// is learned from them once they are written, as recovery learns it.
+    pub replayed: bool,
     pub done: oneshot::Sender<Result<()>>,
 }
 
@@ -324,11 +327,15 @@ impl Writer {
         let mut s = self.st.borrow_mut();
         let now = now_ms();
         let (mut batches, mut bytes) = (0, 0);
+        let mut replayed = Vec::new();
         for p in self.pending.drain(..ready) {
             let active = s.active_mut();
             for h in &p.append.headers {
                 let pos = active.size;
                 active.note_batch(h, pos, h.total_len() as u64);
+            }
+            if p.append.replayed {
+                replayed.extend(p.append.headers.iter().copied());
             }
             if p.bytes > 0 {
                 active.last_modified_ms = now;
@@ -338,6 +345,9 @@ impl Writer {
             acks.push(p.append.done);
         }
         self.next -= ready;
+        for h in &replayed {
+            s.producers.replay(h, now);
+        }
         s.stats.batches += batches;
         s.stats.bytes += bytes;
         s.stats.commits += 1;
@@ -353,10 +363,14 @@ impl Writer {
             let a = s.active();
             (a.next_offset, a.base_offset, a.size)
         };
-        assert!(end >= s.high_watermark, "high watermark only grows");
-        s.high_watermark = end;
-        s.hw_segment = base;
-        s.hw_position = size;
+        assert!(end >= s.log_end, "the log end only grows while appending");
+        s.log_end = end;
+        if !s.replicated {
+            // Nobody else holds this log: what is written here is committed.
+            s.high_watermark = end;
+            s.hw_segment = base;
+            s.hw_position = size;
+        }
         s.producers.written_up_to(end);
         s.publish();
         drop(s);
@@ -493,9 +507,11 @@ pub(super) fn roll_idle(st: &Rc<RefCell<LogState>>) -> Result<()> {
     roll_segment(st)?;
     // Publish the new active segment as where reads of the high watermark end.
     let mut s = st.borrow_mut();
-    let (base, size) = (s.active().base_offset, s.active().size);
-    s.hw_segment = base;
-    s.hw_position = size;
+    if !s.replicated {
+        let (base, size) = (s.active().base_offset, s.active().size);
+        s.hw_segment = base;
+        s.hw_position = size;
+    }
     Ok(())
 }
 
