@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use laminar_coord::cluster::ClusterView;
 
@@ -30,6 +31,25 @@ pub struct BrokerConfig {
     pub fsync_on_acks_all: bool,
     /// Broker-level defaults for topic configs (`log.retention.ms` → `retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
+    pub limits: ClientLimits,
+}
+
+/// What clients can make the broker hold (docs/operations.md, "Limits").
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    /// Request bytes held per connection, shard and broker (`budget.rs`).
+    pub budgets: crate::budget::BudgetConfig,
+    /// `connections.max.idle.ms`: a connection with nothing in flight and
+    /// nothing read for this long is closed.
+    pub connections_max_idle: Duration,
+    /// A frame must arrive whole, and a response be taken whole, this long
+    /// after it started.
+    pub frame_timeout: Duration,
+    /// `max.connections` as asked (None: the default); `server::run` fits it
+    /// to the descriptor limit.
+    pub max_connections: Option<usize>,
+    /// `max.connections.per.ip`
+    pub max_connections_per_ip: usize,
 }
 
 pub struct Ctx {
@@ -39,6 +59,11 @@ pub struct Ctx {
     pub config: Arc<BrokerConfig>,
     /// Producer ids for InitProducerId, shared by all shards.
     pub producer_ids: Arc<crate::producer_ids::ProducerIds>,
+    /// Request bytes this shard's connections may hold (its own budget and
+    /// the broker's).
+    pub budgets: crate::budget::RequestBudgets,
+    /// Open connections, counted across shards.
+    pub conn_caps: Arc<crate::conn_caps::ConnectionCaps>,
 }
 
 impl Ctx {

@@ -2,7 +2,9 @@
 //! under `./data`. See docs/operations.md for every flag.
 
 mod api;
+mod budget;
 mod cluster;
+mod conn_caps;
 mod connection;
 mod context;
 mod errors;
@@ -11,6 +13,7 @@ mod failpoints;
 #[cfg(test)]
 mod fuzz;
 mod group;
+mod log_limit;
 mod partition_dirs;
 mod placement;
 mod producer_ids;
@@ -112,6 +115,33 @@ struct Args {
     /// Broker-wide topic config default, e.g. `--topic-default retention.ms=3600000` (repeatable).
     #[arg(long = "topic-default", value_name = "KEY=VALUE")]
     topic_defaults: Vec<String>,
+    /// `queued.max.request.bytes`: request bytes all connections together may
+    /// hold; beyond it the broker stops reading sockets. Larger frames are refused.
+    #[arg(long, default_value_t = budget::QUEUED_MAX_REQUEST_BYTES_DEFAULT)]
+    queued_max_request_bytes: u64,
+    /// Request bytes the connections of one shard may hold (default: half of
+    /// --queued-max-request-bytes, at least one largest frame).
+    #[arg(long)]
+    queued_max_request_bytes_per_shard: Option<u64>,
+    /// Request bytes one connection may hold (default: --socket-request-max-bytes).
+    #[arg(long)]
+    queued_max_request_bytes_per_connection: Option<u64>,
+    /// `connections.max.idle.ms`: close connections with nothing in flight and nothing read for this long.
+    #[arg(long, default_value_t = 600_000)]
+    connections_max_idle_ms: u64,
+    /// A request frame must arrive whole, and a response be taken whole, within this time.
+    #[arg(long, default_value_t = 60_000)]
+    frame_timeout_ms: u64,
+    /// `max.connections`: open client connections (default 10000; lowered to
+    /// fit the file descriptor limit).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// `max.connections.per.ip`: open client connections from one address.
+    #[arg(long, default_value_t = conn_caps::MAX_CONNECTIONS_PER_IP_DEFAULT)]
+    max_connections_per_ip: usize,
+    /// Repeated log lines of one cause: at most 10 per window of this length, then a summary.
+    #[arg(long, default_value_t = log_limit::INTERVAL_MS_DEFAULT)]
+    log_limit_interval_ms: u64,
 }
 
 fn main() {
@@ -172,6 +202,19 @@ fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.node_id >= 0, "--node-id must be ≥ 0");
     anyhow::ensure!(args.lease_ttl_ms >= 1000, "--lease-ttl-ms must be ≥ 1000 (etcd's minimum TTL is about a second)");
     anyhow::ensure!(args.default_replication_factor >= 1, "--default-replication-factor must be ≥ 1");
+    let frame_min = connection::FRAME_MIN_BYTES as u64;
+    for (flag, bytes) in [
+        ("--queued-max-request-bytes", Some(args.queued_max_request_bytes)),
+        ("--queued-max-request-bytes-per-shard", args.queued_max_request_bytes_per_shard),
+        ("--queued-max-request-bytes-per-connection", args.queued_max_request_bytes_per_connection),
+    ] {
+        anyhow::ensure!(bytes.is_none_or(|b| b >= frame_min), "{flag} must be ≥ {frame_min} (the smallest frame)");
+    }
+    anyhow::ensure!(args.max_connections != Some(0) && args.max_connections_per_ip >= 1, "connection caps must be ≥ 1");
+    anyhow::ensure!(
+        args.connections_max_idle_ms >= 1 && args.frame_timeout_ms >= 1 && args.log_limit_interval_ms >= 1,
+        "timeouts and intervals must be ≥ 1 ms"
+    );
     let config = context::BrokerConfig {
         node_id: args.node_id,
         advertised_host,
@@ -183,6 +226,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         default_replication_factor: args.default_replication_factor,
         fsync_on_acks_all: !args.no_fsync_acks_all,
         topic_defaults: server::parse_topic_defaults(&args.topic_defaults)?,
+        limits: context::ClientLimits {
+            budgets: budget::BudgetConfig::new(
+                args.queued_max_request_bytes,
+                args.queued_max_request_bytes_per_shard,
+                args.queued_max_request_bytes_per_connection,
+                args.socket_request_max_bytes as u64,
+            ),
+            connections_max_idle: Duration::from_millis(args.connections_max_idle_ms),
+            frame_timeout: Duration::from_millis(args.frame_timeout_ms),
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+        },
     };
     let store = if args.etcd.is_empty() {
         server::StoreChoice::Embedded
@@ -220,5 +275,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         store,
         cluster,
         replication,
+        log_limit_interval: Duration::from_millis(args.log_limit_interval_ms),
     })
 }

@@ -47,6 +47,22 @@ pub fn route(view: &ClusterView, me: i32, shards: usize, topic: &str, partition:
 pub struct ShardStopped;
 
 /// Cheap to clone; `Send + Sync`, shared by every shard.
+///
+/// The mailboxes are unbounded channels, and may stay so because everything
+/// that reaches them is bounded elsewhere:
+/// - requests' messages (Produce, Read, ListOffset, EpochEnd, DeleteRecords,
+///   Group) are posted by a handler while its request's frame is held against
+///   the connection's, shard's and broker's budgets (`budget.rs`), and every
+///   handler awaits its answers before the frame is let go (acks=0 Produce
+///   included; a follower's Fetch is a request like any other). A message is at most one per partition or group the request
+///   names, and carries slices of the frame or what was decoded from it (at
+///   most 8 MiB + 4x the frame, `api::decode_budget_bytes`). So what waits in
+///   all mailboxes together is bounded by `queued.max.request.bytes` times a
+///   constant, plus the decode base per request in flight (at most
+///   `INFLIGHT_MAX` per connection, connections capped by `max.connections`);
+/// - the control plane's (Assign, Unassign, group Slots) are one per replica
+///   or shard per reconcile round, and each round awaits its answers;
+/// - Shutdown is one per shard.
 #[derive(Clone)]
 pub struct Router {
     mailboxes: Vec<mpsc::UnboundedSender<ShardMsg>>,

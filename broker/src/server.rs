@@ -23,12 +23,15 @@ use laminar_coord::{EmbeddedStore, MetaStore};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::budget::{Budget, RequestBudgets};
 use crate::cluster::admin::Admin;
 use crate::cluster::reconciler::Reconciler;
 use crate::cluster::{controller, format, membership, metadata, Cluster, ClusterConfig};
+use crate::conn_caps::{self, ConnectionCaps};
 use crate::context::{BrokerConfig, Ctx};
 use crate::group::state::GroupTiming;
 use crate::group::{GroupManager, OffsetWriter};
+use crate::log_limit;
 use crate::router::Router;
 use crate::shard::{self, Shard, ShardMsg};
 
@@ -55,10 +58,12 @@ pub struct ServerOptions {
     pub store: StoreChoice,
     pub cluster: ClusterConfig,
     pub replication: crate::replication::ReplicationConfig,
+    /// Window of the log rate limiter (`log_limit.rs`).
+    pub log_limit_interval: Duration,
 }
 
-/// File descriptors kept for everything but partition logs (connections are
-/// bounded separately, by `max.connections`).
+/// File descriptors kept for everything but partition logs and client
+/// connections (those are set aside as `max.connections`).
 const FDS_RESERVED: u64 = 1024;
 /// Descriptors one partition replica holds open: its active segment twice
 /// (read side and io_uring write side) and, on average, a sealed segment.
@@ -70,11 +75,15 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
     let _lock = lock_data_dir(&opts.data_dir)?;
     let fd_limit = raise_fd_limit();
-    let mut partition_capacity =
-        (fd_limit.saturating_sub(FDS_RESERVED) / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
+    let mut config = opts.config.clone();
+    let max_connections = conn_caps::fit_fd_limit(config.limits.max_connections, fd_limit, FDS_RESERVED);
+    config.limits.max_connections = Some(max_connections);
+    let partition_fds = fd_limit.saturating_sub(FDS_RESERVED + max_connections as u64);
+    let mut partition_capacity = (partition_fds / FDS_PER_PARTITION).min(u32::MAX as u64) as u32;
     if let Some(n) = opts.max_partitions {
         partition_capacity = partition_capacity.min(n);
     }
+    log_limit::set_interval(opts.log_limit_interval);
 
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (store, keys): (Arc<dyn MetaStore>, Keys) = match &opts.store {
@@ -88,7 +97,6 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
 
     let listeners = bind_listeners(opts.listen, opts.shards)?;
     let bound = listeners[0].local_addr()?;
-    let mut config = opts.config.clone();
     config.cluster_id = prepared.cluster_id;
     if config.advertised_port == 0 {
         config.advertised_port = bound.port();
@@ -118,6 +126,9 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         default_replication_factor: config.default_replication_factor,
     });
     let producer_ids = Arc::new(crate::producer_ids::ProducerIds::new(store.clone(), keys.producer_ids()));
+    let budgets = config.limits.budgets;
+    let broker_budget = Arc::new(Budget::new(budgets.broker_bytes));
+    let conn_caps = Arc::new(ConnectionCaps::new(max_connections, config.limits.max_connections_per_ip));
 
     let cores = if opts.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (started_tx, started_rx) = std_mpsc::channel::<anyhow::Result<()>>();
@@ -130,6 +141,11 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
             admin: admin.clone(),
             config: config.clone(),
             producer_ids: producer_ids.clone(),
+            budgets: RequestBudgets {
+                shard: Arc::new(Budget::new(budgets.shard_bytes)),
+                broker: broker_budget.clone(),
+            },
+            conn_caps: conn_caps.clone(),
         };
         let (data_dir, shard_cluster, retention) =
             (opts.data_dir.clone(), cluster.clone(), opts.retention_check_interval);
@@ -156,7 +172,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         match started_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                shutdown_shards(&control, &router);
+                let _ = shutdown_shards(&control, &router);
                 return Err(e);
             }
             Err(_) => anyhow::bail!("a shard thread died while starting"),
@@ -171,6 +187,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         tokio::spawn(metadata::follow(cluster.clone()));
         tokio::spawn(controller::run(cluster.clone(), shutdown_rx.clone()));
         tokio::spawn(reconciler.run(ready_tx, shutdown_rx.clone()));
+        tokio::spawn(log_limit::run_summaries());
         let signal = wait_for_signal();
         tokio::pin!(signal);
         tokio::select! {
@@ -191,29 +208,70 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     tracing::info!("shutting down: leaving the cluster and flushing logs");
     let _ = shutdown_tx.send(true);
     control.block_on(membership::leave(&cluster));
-    shutdown_shards(&control, &router);
-    for t in threads {
-        let _ = t.join();
+    let mut report = shutdown_shards(&control, &router);
+    let panicked = threads.into_iter().map(|t| t.join()).filter(Result::is_err).count();
+    // A shard that died before shutdown is counted there already.
+    report.shards_failed = report.shards_failed.max(panicked);
+    // Nothing may follow the verdict: it is the last line.
+    log_limit::flush_summaries(true);
+    match (result, report.verdict()) {
+        (Ok(_), Ok(())) => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        (Ok(_), Err(verdict)) => Err(anyhow::Error::msg(verdict)),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(verdict)) => Err(e.context(verdict)),
     }
-    result?;
-    tracing::info!("stopped cleanly");
-    Ok(())
+}
+
+/// What went wrong while stopping; the process's last line and exit status
+/// say it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ShutdownReport {
+    /// Partition logs whose close (flush, fsync, index write) failed.
+    logs_failed: usize,
+    /// Shards that stopped without reporting (their thread died).
+    shards_failed: usize,
+}
+
+impl ShutdownReport {
+    /// `Err` with the line to end on when anything failed.
+    fn verdict(&self) -> Result<(), String> {
+        let mut failed = Vec::new();
+        if self.logs_failed > 0 {
+            failed.push(format!("{} logs failed to close", self.logs_failed));
+        }
+        if self.shards_failed > 0 {
+            failed.push(format!("{} shards did not stop cleanly", self.shards_failed));
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(format!("stopped with errors: {}", failed.join(", ")))
+    }
 }
 
 /// Asks every shard to close its logs (flush + fsync), and waits for them.
-fn shutdown_shards(rt: &tokio::runtime::Runtime, router: &Router) {
+fn shutdown_shards(rt: &tokio::runtime::Runtime, router: &Router) -> ShutdownReport {
     rt.block_on(async {
+        let mut report = ShutdownReport::default();
         let mut waits = Vec::new();
         for shard in 0..router.shards() {
             let (tx, rx) = oneshot::channel();
-            if router.send(shard, ShardMsg::Shutdown { reply: tx }).is_ok() {
-                waits.push(rx);
+            match router.send(shard, ShardMsg::Shutdown { reply: tx }) {
+                Ok(()) => waits.push(rx),
+                Err(_) => report.shards_failed += 1,
             }
         }
         for w in waits {
-            let _ = w.await;
+            match w.await {
+                Ok(logs_failed) => report.logs_failed += logs_failed,
+                Err(_) => report.shards_failed += 1,
+            }
         }
-    });
+        report
+    })
 }
 
 async fn run_shard(
@@ -250,12 +308,12 @@ async fn accept_loop(listener: tokio::net::TcpListener, ctx: Rc<Ctx>, mut servin
     }
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio_uring::spawn(crate::connection::serve(stream, ctx.clone()));
-            }
+            Ok((stream, peer)) => crate::connection::accept(stream, peer, &ctx),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
+                if log_limit::admit(log_limit::Cause::AcceptFailed) {
+                    tracing::warn!("accept failed: {e}");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -341,4 +399,21 @@ pub fn parse_topic_defaults(pairs: &[String]) -> anyhow::Result<BTreeMap<String,
     crate::topic_config::min_insync_replicas(&BTreeMap::new(), &out)
         .map_err(|e| anyhow::anyhow!("topic defaults: {e}"))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShutdownReport;
+
+    #[test]
+    fn the_last_line_says_what_failed() {
+        assert_eq!(ShutdownReport::default().verdict(), Ok(()));
+        let r = ShutdownReport { logs_failed: 3, shards_failed: 0 };
+        assert_eq!(r.verdict(), Err("stopped with errors: 3 logs failed to close".into()));
+        let r = ShutdownReport { logs_failed: 1, shards_failed: 1 };
+        assert_eq!(
+            r.verdict(),
+            Err("stopped with errors: 1 logs failed to close, 1 shards did not stop cleanly".into())
+        );
+    }
 }

@@ -131,8 +131,9 @@ pub enum ShardMsg {
         reply: oneshot::Sender<()>,
     },
     Group(crate::group::GroupMsg),
+    /// Close every log; answered with how many failed to close.
     Shutdown {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<usize>,
     },
 }
 
@@ -525,13 +526,18 @@ pub async fn run_mailbox(
                 let closes: Vec<_> = logs
                     .into_iter()
                     .map(|log| async move {
-                        if let Err(e) = log.close().await {
-                            tracing::error!(dir = %log.dir().display(), "close failed: {e}");
+                        let r = log.close().await;
+                        if let Err(e) = &r {
+                            // Counted in the last line of the process whatever is logged here.
+                            if crate::log_limit::admit(crate::log_limit::Cause::StorageError) {
+                                tracing::error!(dir = %log.dir().display(), "close failed: {e}");
+                            }
                         }
+                        r.is_err()
                     })
                     .collect();
-                futures::future::join_all(closes).await;
-                let _ = reply.send(());
+                let failed = futures::future::join_all(closes).await.into_iter().filter(|&f| f).count();
+                let _ = reply.send(failed);
                 return;
             }
         }
@@ -586,7 +592,10 @@ pub async fn run_upkeep(shard: SharedShard) {
         for log in &logs {
             if log.flush_due(now) {
                 if let Err(e) = log.flush().await {
-                    tracing::error!(dir = %log.dir().display(), "flush failed: {e}");
+                    // Retried every check while the data stays unsynced.
+                    if crate::log_limit::admit(crate::log_limit::Cause::FlushFailed) {
+                        tracing::error!(dir = %log.dir().display(), "flush failed: {e}");
+                    }
                 }
             }
         }

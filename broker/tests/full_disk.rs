@@ -182,27 +182,36 @@ fn simulated_full_disk_refuses_writes_cleanly_and_recovers() {
 #[test]
 fn full_tmpfs_refuses_writes_cleanly_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        let why = "full_tmpfs_refuses_writes_cleanly_and_recovers: cannot mount a tmpfs here (needs root and \
-                   mount permission); the simulated-disk variant still ran";
-        skipped(why);
-        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        let cannot_mount = std::env::var("LAMINAR_TEST_CANNOT_MOUNT").is_ok_and(|v| v == "1");
-        assert!(
-            !in_ci || cannot_mount,
-            "{why}: under CI=true this fails; set LAMINAR_TEST_CANNOT_MOUNT=1 if this CI cannot mount"
-        );
+    if !mount_or_skip(dir.path(), "full_tmpfs_refuses_writes_cleanly_and_recovers") {
         return;
     }
     let _mount = Mount(dir.path().to_path_buf());
     let l = Laminar::start_in(dir, &[]);
     let mut s = l.connect();
     fill_refuse_and_recover_by_deleting_a_topic(&l, &mut s);
+}
+
+/// Mounts a 6 MiB tmpfs on `dir`, or says SKIPPED (and fails under CI=true
+/// unless LAMINAR_TEST_CANNOT_MOUNT=1).
+fn mount_or_skip(dir: &std::path::Path, test: &str) -> bool {
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        let why = format!(
+            "{test}: cannot mount a tmpfs here (needs root and mount permission); the simulated-disk variant still ran"
+        );
+        skipped(&why);
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let cannot_mount = std::env::var("LAMINAR_TEST_CANNOT_MOUNT").is_ok_and(|v| v == "1");
+        assert!(
+            !in_ci || cannot_mount,
+            "{why}: under CI=true this fails; set LAMINAR_TEST_CANNOT_MOUNT=1 if this CI cannot mount"
+        );
+    }
+    mounted
 }
 
 /// Says SKIPPED where it is seen: straight to the terminal (the test harness
@@ -215,4 +224,69 @@ fn skipped(why: &str) {
             let _ = f.write_all(line.as_bytes());
         }
     }
+}
+
+/// Produces `batch` to `topic` until the disk is full; returns the records acknowledged.
+fn fill(s: &mut std::net::TcpStream, topic: &str, batch: &Bytes) -> usize {
+    for i in 0..100_000 {
+        match produce(s, topic, batch.clone()) {
+            (0, _) => {}
+            (56, _) => return i,
+            (code, msg) => panic!("produce answered {code}: {msg:?}"),
+        }
+    }
+    panic!("a 6 MiB disk fills up");
+}
+
+#[test]
+fn a_full_disk_is_logged_once_per_partition_and_a_failed_shutdown_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    if !mount_or_skip(dir.path(), "a_full_disk_is_logged_once_per_partition_and_a_failed_shutdown_says_so") {
+        return;
+    }
+    let _mount = Mount(dir.path().to_path_buf());
+    let mut l = Laminar::start_in(dir, &[]);
+    let mut s = l.connect();
+    for t in ["ballast", "fill"] {
+        create(&mut s, t, &[]);
+    }
+    let mut b = BatchBuilder::new(Compression::None);
+    for _ in 0..64 {
+        b.append(0, None, Some(&[7u8; 1000]), &[]).unwrap();
+    }
+    let batch = b.finish().unwrap();
+    for _ in 0..20 {
+        assert_eq!(produce(&mut s, "ballast", batch.clone()).0, 0);
+    }
+    fill(&mut s, "fill", &batch);
+    for _ in 0..20 {
+        assert_eq!(produce(&mut s, "fill", batch.clone()).0, 56);
+    }
+    let log = l.log_text();
+    assert_eq!(log.matches("writes to fill-0 fail").count(), 1, "one line for 21 refused writes:\n{log}");
+    assert!(log.contains("No space left on device"), "the OS error is named:\n{log}");
+    // Space comes back: the partition's writes work again, said once.
+    let req = DeleteTopicsRequest::default()
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(TopicName(name("ballast"))))]);
+    let r: DeleteTopicsResponse = call(&mut s, ApiKey::DeleteTopics, 6, &req);
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(produce(&mut s, "fill", batch.clone()).0, 0);
+    assert_eq!(produce(&mut s, "fill", batch.clone()).0, 0);
+    assert_eq!(l.log_text().matches("writes to fill-0 succeed again").count(), 1);
+    // Full again, to the last byte, and stopped: closing the log (indexes,
+    // producer snapshot) cannot be written, and the last line says so.
+    fill(&mut s, "fill", &batch);
+    for value_bytes in [100, 1] {
+        let mut b = BatchBuilder::new(Compression::None);
+        b.append(0, None, Some(&vec![7u8; value_bytes]), &[]).unwrap();
+        fill(&mut s, "fill", &b.finish().unwrap());
+    }
+    drop(s);
+    let status = l.stop(libc::SIGTERM);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = l.log_text();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(!log.contains("stopped cleanly"), "{log}");
+    assert!(last.contains("stopped with errors: 1 logs failed to close"), "last line: {last}\n{log}");
+    assert!(!status.success(), "exit status {status:?}");
 }

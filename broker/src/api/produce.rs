@@ -58,7 +58,17 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         topics.push((name, parts));
     }
     if acks == 0 {
-        return Ok(None); // the client expects no response at all
+        // The client expects no response at all. The appends are still
+        // awaited: until they are done the request's bytes stay held against
+        // the connection's budgets (so a flood of acks=0 requests stops being
+        // read instead of queueing without end), and a later request's
+        // answer cannot overtake this one's writes.
+        for (_, parts) in topics {
+            for (_, pending) in parts {
+                let _ = answer(pending).await;
+            }
+        }
+        return Ok(None);
     }
     let mut responses = Vec::with_capacity(topics.len());
     for (name, parts) in topics {

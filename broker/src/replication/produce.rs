@@ -48,7 +48,9 @@ pub fn handle(
     // Spawned tasks first run in spawn order, so appends keep the order their
     // requests arrived in.
     tokio_uring::spawn(async move {
-        let info = match log.append(batches, sync).await {
+        let appended = log.append(batches, sync).await;
+        crate::log_limit::note_append(&topic, partition, &appended);
+        let info = match appended {
             Ok(info) => info,
             Err(e) => {
                 let _ = reply.send(Err(KafkaError::from(e)));
