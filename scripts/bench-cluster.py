@@ -15,8 +15,9 @@ brokers on free 127.0.0.1 ports (tests/cluster.py), then measures:
 3. topic create → visible (all partitions with a leader) in every broker's
    Metadata, for 1 and 1,000 partitions, and delete → gone everywhere;
 4. committed offsets per second through etcd: 1, 10 and 100 groups
-   committing concurrently (simple OffsetCommit v2, one request in flight
-   per group), beside etcd's own put rate measured in the same run — one
+   committing concurrently, one offset per commit, and 100 groups committing
+   10 offsets each (simple OffsetCommit v2, one request in flight per
+   group), beside etcd's own put rate measured in the same run — one
    client, one put at a time (the serial rate), and as many concurrent
    clients as the cluster has offset writers (one per shard).
 
@@ -26,7 +27,7 @@ here, by PID. Kafka requests are written by hand (a few non-flexible
 versions, below) so that timing is the broker's, not a client library's
 metadata cache; etcd is read and written through its JSON gateway.
 
-Usage: python3 scripts/bench-cluster.py [--repeat 7] [--commit-secs 5]
+Usage: python3 scripts/bench-cluster.py [--repeat 10] [--commit-rounds 3] [--commit-secs 5]
        [--lease-ttl-ms 2000] [--bin PATH] [--out bench-results/]
 The binary: --bin, else $LAMINAR_BIN, else the newest target/{release,debug}/laminar.
 Measure with a release build: a debug broker is several times slower.
@@ -776,7 +777,8 @@ def print_table(r):
         if not v:
             continue
         for op in ("create", "delete"):
-            print(f"| {op} {p} partition(s): CreateTopics/DeleteTopics answered | {v[f'{op}_ack_s']['median']:.3f} s | "
+            request = "CreateTopics" if op == "create" else "DeleteTopics"
+            print(f"| {op} {p} partition(s): {request} answered | {v[f'{op}_ack_s']['median']:.3f} s | "
                   f"{v[f'{op}_ack_s']['max']:.3f} s | |")
             print(f"| {op} {p} partition(s): {'visible (all led)' if op == 'create' else 'gone'} on all 3 brokers | "
                   f"{v[f'{op}_all_s']['median']:.3f} s | {v[f'{op}_all_s']['max']:.3f} s | |")
