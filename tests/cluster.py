@@ -114,12 +114,13 @@ class Etcd:
 class Cluster:
     """etcd plus brokers 1..n; `bootstrap` lists every broker."""
 
-    def __init__(self, n=3, extra_args=(), prefix=None):
+    def __init__(self, n=3, extra_args=(), prefix=None, lease_ttl_ms=2000):
         self.dir = tempfile.TemporaryDirectory(prefix="laminar-cluster-")
         root = pathlib.Path(self.dir.name)
         self.etcd = Etcd(root / "etcd")
         self.prefix = prefix or "/laminar"
         self.extra_args = list(extra_args)
+        self.lease_ttl_ms = lease_ttl_ms
         self.brokers = {}
         self.root = root
         self.n = n
@@ -132,7 +133,7 @@ class Cluster:
 
     def broker_args(self, node):
         return ["--etcd", self.etcd.endpoint, "--etcd-prefix", self.prefix, "--node-id", str(node),
-                "--lease-ttl-ms", "2000", "--group-initial-rebalance-delay-ms", "0"] + self.extra_args
+                "--lease-ttl-ms", str(self.lease_ttl_ms), "--group-initial-rebalance-delay-ms", "0"] + self.extra_args
 
     def add(self, node, extra_args=(), data_name=None):
         data = self.root / (data_name or f"broker-{node}")
