@@ -142,6 +142,58 @@ class Cluster:
         self.brokers[node] = b.start()
         return b
 
+    def wait_all_registered(self, timeout=30):
+        """Every running broker's metadata lists every running broker."""
+        from confluent_kafka.admin import AdminClient
+        want = {n for n, b in self.brokers.items() if b.proc is not None}
+
+        def seen_by_all():
+            for b in self.brokers.values():
+                if b.proc is None:
+                    continue
+                md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5)
+                if set(md.brokers) != want:
+                    return False
+            return True
+        return self.wait_for("every broker registered", seen_by_all, timeout=timeout, interval=0.1)
+
+    def kill(self, node):
+        """SIGKILL (after SIGCONT, in case it is paused); data is kept."""
+        b = self.brokers[node]
+        if b.proc is not None:
+            b.proc.send_signal(signal.SIGCONT)
+            b.proc.kill()
+            b.proc.wait()
+            b.proc = None
+
+    def restart(self, node):
+        """Starts a stopped broker again on its port and data directory."""
+        b = self.brokers[node]
+        if b.proc is None:
+            b.start(timeout=60)
+        return b
+
+    def heal(self):
+        """etcd and every broker running and unpaused."""
+        if self.etcd.proc is not None:
+            self.etcd.resume()
+        for node, b in self.brokers.items():
+            if b.proc is not None:
+                b.proc.send_signal(signal.SIGCONT)
+            else:
+                self.restart(node)
+
+    def stop_brokers(self):
+        """SIGTERM every broker (a clean stop), keeping data and etcd."""
+        for b in self.brokers.values():
+            if b.proc is not None:
+                b.proc.send_signal(signal.SIGCONT)
+                b.stop()
+
+    def bootstrap_all(self):
+        """Every broker's address, running or not (restarts keep ports)."""
+        return ",".join(b.bootstrap for b in self.brokers.values())
+
     @property
     def bootstrap(self):
         return ",".join(b.bootstrap for b in self.brokers.values() if b.proc is not None)

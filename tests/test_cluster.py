@@ -280,3 +280,22 @@ def test_every_client_against_the_cluster(cluster):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split()
     assert {"k1", "k2", "k3"} <= set(lines) and sum(1 for x in lines if x.startswith("py")) == 30
+
+
+def test_a_wiped_store_stops_the_brokers_and_deletes_nothing(cluster):
+    """etcd emptied under a running cluster reads as "every topic deleted";
+    the brokers must notice the store is no longer theirs (its cluster id is
+    gone) and stop rather than delete their partitions."""
+    create(cluster.bootstrap, "precious", 3)
+    acked, errors = produce_all(cluster.bootstrap, "precious", [b"keep-me"] * 30)
+    assert not errors
+    dirs = sorted(p.name for n in cluster.brokers for p in (cluster.root / f"broker-{n}").glob("precious-*"))
+    assert len(dirs) == 3
+    cluster.etcd.ctl("del", "--prefix", cluster.prefix)
+    for b in cluster.brokers.values():
+        rc = b.proc.wait(30)
+        assert rc == 3, rc
+        b.proc = None
+        assert "no longer holds this cluster" in b.log_text()
+    after = sorted(p.name for n in cluster.brokers for p in (cluster.root / f"broker-{n}").glob("precious-*"))
+    assert after == dirs, "no partition directory was deleted"

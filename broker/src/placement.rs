@@ -28,12 +28,12 @@ pub struct BrokerLoad {
 impl BrokerLoad {
     /// The shard a new replica should go to: fewest leaders (for a leader) or
     /// fewest replicas (for a follower) first.
-    fn best_shard(&self, leader: bool) -> u16 {
+    pub fn best_shard(&self, leader: bool) -> u16 {
         let key = |(i, (l, r)): (usize, &(u32, u32))| if leader { (*l, *r, i) } else { (*r, *l, i) };
         self.per_shard.iter().enumerate().min_by_key(|x| key(*x)).map_or(0, |(i, _)| i as u16)
     }
 
-    fn add(&mut self, shard: u16, leader: bool) {
+    pub fn add(&mut self, shard: u16, leader: bool) {
         self.replicas += 1;
         self.capacity_left = self.capacity_left.saturating_sub(1);
         let s = &mut self.per_shard[shard as usize];

@@ -184,7 +184,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = oneshot::channel();
     let result = control.block_on(async {
         tokio::spawn(membership::maintain(cluster.clone(), record, shutdown_rx.clone()));
-        tokio::spawn(metadata::follow(cluster.clone()));
+        tokio::spawn(metadata::follow(cluster.clone(), config.cluster_id.clone()));
         tokio::spawn(controller::run(cluster.clone(), shutdown_rx.clone()));
         tokio::spawn(reconciler.run(ready_tx, shutdown_rx.clone()));
         tokio::spawn(log_limit::run_summaries());

@@ -169,6 +169,9 @@ pub struct Replica {
     pub role: Role,
     /// Set by an unassign that arrived while the log was opening.
     closing: Option<bool>,
+    /// When this replica last refused a produce before appending it (not
+    /// leader, too few in-sync replicas): see `replication::produce`.
+    pub refused_produce_at: Option<Instant>,
 }
 
 impl Replica {
@@ -246,8 +249,14 @@ impl Shard {
             )
         };
         // The lease is read at every request: a paused or cut-off broker
-        // stops leading the moment it may no longer hold its lease.
-        if !self.cluster.is_acting() || rec.leader != self.cluster.node_id() {
+        // stops leading the moment it may no longer hold its lease. And a
+        // leadership belongs to the incarnation it was granted to: a broker
+        // that lost its lease and registered again (a new incarnation) was
+        // deposed meanwhile, whatever it still holds in memory.
+        if !self.cluster.is_acting()
+            || rec.leader != self.cluster.node_id()
+            || rec.leader_incarnation != self.cluster.incarnation()
+        {
             return Err(not_leader());
         }
         let Role::Leader(state) = &r.role else {
@@ -320,6 +329,7 @@ fn assign(shard: &SharedShard, a: Assignment, reply: oneshot::Sender<()>) {
             min_insync_replicas: a.min_insync_replicas,
             role: Role::Waiting,
             closing: None,
+            refused_produce_at: None,
         },
     );
     let dir = partition_dirs::path(&s.data_dir, &a.topic, a.partition);

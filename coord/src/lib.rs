@@ -10,8 +10,8 @@
 //!
 //! Where to look: writes `embedded::EmbeddedStore::commit`; recovery
 //! `embedded::EmbeddedStore::open_with` → `journal::scan`; compaction
-//! `embedded::Inner::compact`; watches `watch.rs`; leases and elections
-//! `lease.rs`, `election.rs`. On-disk layout: `README.md` beside `src/`.
+//! `embedded::Inner::compact`; watches `watch.rs`; leases `lease.rs` (the
+//! controller's election is a lease plus a compare-and-swap, in the broker). On-disk layout: `README.md` beside `src/`.
 
 pub mod cluster;
 mod codec;

@@ -466,6 +466,21 @@ impl PartitionLog {
     pub fn set_leader_epoch(&self, epoch: i32) {
         self.st.borrow_mut().leader_epoch = epoch;
     }
+    /// The writer's state in one line, for logs about a log that seems stuck.
+    pub fn describe_state(&self) -> String {
+        let st = self.st.borrow();
+        format!(
+            "writer_running={} queue={} unsynced_sealed={} removals={} offline={:?} epoch_lock_free={} next={} log_end={}",
+            st.writer_running,
+            st.queue.len(),
+            st.unsynced_sealed.len(),
+            st.removals_pending,
+            st.offline,
+            st.epoch_lock.try_lock().is_ok(),
+            st.next_offset,
+            st.log_end
+        )
+    }
     pub fn watch(&self) -> Arc<LogWatch> {
         self.st.borrow().watch.clone()
     }

@@ -24,6 +24,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 pub(crate) mod produce;
+mod reassignments;
 
 /// Errors that end the connection (the request could not be understood, or
 /// the socket failed). Everything else is a Kafka error code in a response.
@@ -111,6 +112,8 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, frame: Bytes) -> HandlerResult 
         ApiKey::OffsetDelete => offsets::delete(ctx, &header, body).await,
         ApiKey::InitProducerId => init_producer_id::handle(ctx, &header, body).await,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &header, body).await,
+        ApiKey::AlterPartitionReassignments => reassignments::alter(ctx, &header, body).await,
+        ApiKey::ListPartitionReassignments => reassignments::list(ctx, &header, body),
         other => Err(ConnError::Frame(format!("API {other:?} has no handler"))),
     }
 }

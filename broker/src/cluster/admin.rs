@@ -192,6 +192,51 @@ impl Admin {
         Ok(())
     }
 
+    /// Starts moving a partition to `target` replicas, or cancels the move in
+    /// progress (`None`): one compare-and-swap of its record
+    /// (`reassignment.rs`); the controller completes it once the target
+    /// replicas are in sync. Answers once this broker has applied the write.
+    pub async fn reassign(&self, name: &str, partition: i32, target: Option<&[i32]>) -> Result<(), KafkaError> {
+        let view = self.cluster.view();
+        let Some(stored) = view.topic(name).and_then(|t| t.partition(partition)).cloned() else {
+            return Err(KafkaError::new(
+                errors::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("{name}-{partition} does not exist"),
+            ));
+        };
+        let next = match target {
+            Some(target) => {
+                let mut loads = placement::loads(&view);
+                super::reassignment::start(&stored.record, target, &view, &mut loads)?
+            }
+            None => super::reassignment::cancel(&stored.record)?,
+        };
+        let key = self.cluster.keys.partition(name, partition);
+        let r = self
+            .cluster
+            .store
+            .txn(vec![Compare::version(key.clone(), stored.version)], vec![Op::put(key, to_json(&next))])
+            .await
+            .map_err(store_error)?;
+        if !r.applied {
+            // The leader changed its ISR or the controller moved it meanwhile:
+            // retriable, as for any admin write that lost a race.
+            return Err(KafkaError::new(
+                errors::REQUEST_TIMED_OUT,
+                format!("{name}-{partition} changed concurrently; retry"),
+            ));
+        }
+        tracing::info!(
+            partition = %format!("{name}-{partition}"),
+            replicas = ?next.replicas,
+            adding = ?next.adding,
+            removing = ?next.removing,
+            "reassignment {}", if target.is_some() { "started" } else { "cancelled" }
+        );
+        self.cluster.wait_applied(r.revision, DEFAULT_WAIT).await;
+        Ok(())
+    }
+
     async fn replace_topic(&self, name: &str, t: &TopicView, record: &TopicRecord) -> Result<u64, KafkaError> {
         let key = self.cluster.keys.topic(name);
         let r = self

@@ -27,6 +27,7 @@ use laminar_coord::cluster::{
 use laminar_coord::{Compare, CoordError, Op};
 use tokio::sync::watch;
 
+use super::reassignment;
 use super::Cluster;
 use crate::placement;
 
@@ -211,8 +212,19 @@ impl Duties<'_> {
         for (name, t) in &self.view.topics {
             for (p, stored) in t.partitions.iter().enumerate() {
                 let Some(stored) = stored else { continue };
-                let Some(next) = next_state(&stored.record, self.view, unclean, preferred) else { continue };
-                let what = describe_change(name, p, &stored.record, &next);
+                // A reassignment whose target is in sync completes first;
+                // leadership is then settled on the completed record.
+                let completed = reassignment::complete(&stored.record, self.view);
+                let base = completed.as_ref().unwrap_or(&stored.record);
+                let next = match (next_state(base, self.view, unclean, preferred), completed.clone()) {
+                    (Some(next), _) => next,
+                    (None, Some(done)) => done,
+                    (None, None) => continue,
+                };
+                let mut what = describe_change(name, p, &stored.record, &next);
+                if completed.is_some() {
+                    what = format!("{what}; reassignment done, replicas {:?}", next.replicas);
+                }
                 out.push(Change {
                     key: keys.partition(name, p as i32),
                     guards: vec![Compare::version(keys.partition(name, p as i32), stored.version)],

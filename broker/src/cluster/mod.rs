@@ -9,6 +9,7 @@
 //!   electing leaders, cleaning ISRs, assigning group coordinators);
 //! - `reconciler`: turns the view into what this broker's shards hold;
 //! - `admin`: topic changes asked of any broker, written to the store;
+//! - `reassignment`: moving a partition's replicas (KIP-455) as record changes;
 //! - `format`: the store's format version and the one-time migration of a
 //!   single node's older layout.
 //!
@@ -21,6 +22,7 @@ pub mod controller;
 pub mod format;
 pub mod membership;
 pub mod metadata;
+pub mod reassignment;
 pub mod reconciler;
 
 use std::sync::Arc;

@@ -191,6 +191,42 @@ fn list_offsets(version: i16) -> ListOffsetsRequest {
     }
 }
 
+/// Moves (and one cancel) of a few partitions.
+fn alter_reassignments(version: i16, cancel: bool) -> AlterPartitionReassignmentsRequest {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    let topics = TOPICS
+        .iter()
+        .map(|name| {
+            let partitions = (0..3)
+                .map(|p| {
+                    let replicas = (!cancel || p != 1).then(|| vec![BrokerId(p + 1), BrokerId(4), BrokerId(7)]);
+                    ReassignablePartition::default().with_partition_index(p).with_replicas(replicas)
+                })
+                .collect();
+            ReassignableTopic::default().with_name(topic(name)).with_partitions(partitions)
+        })
+        .collect();
+    let req = AlterPartitionReassignmentsRequest::default().with_timeout_ms(60_000).with_topics(topics);
+    if version >= 1 {
+        req.with_allow_replication_factor_change(cancel)
+    } else {
+        req
+    }
+}
+
+fn list_reassignments(all: bool) -> ListPartitionReassignmentsRequest {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    let topics = (!all).then(|| {
+        TOPICS
+            .iter()
+            .map(|n| {
+                ListPartitionReassignmentsTopics::default().with_name(topic(n)).with_partition_indexes(vec![0, 2, 9])
+            })
+            .collect()
+    });
+    ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000).with_topics(topics)
+}
+
 /// A consumer's (replica -1) or a follower's (broker id) epoch query.
 fn offset_for_leader_epoch(version: i16, replica: i32) -> OffsetForLeaderEpochRequest {
     use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
@@ -663,6 +699,14 @@ pub fn seeds() -> Vec<Seed> {
                 }
                 ApiKey::OffsetDelete => push(frame(api, version, c, &offset_delete()), &[]),
                 ApiKey::InitProducerId => push(frame(api, version, c, &init_producer_id(version)), &[]),
+                ApiKey::AlterPartitionReassignments => {
+                    push(frame(api, version, c, &alter_reassignments(version, false)), &[]);
+                    push(frame(api, version, c, &alter_reassignments(version, true)), &[]);
+                }
+                ApiKey::ListPartitionReassignments => {
+                    push(frame(api, version, c, &list_reassignments(false)), &[]);
+                    push(frame(api, version, c, &list_reassignments(true)), &[]);
+                }
                 ApiKey::OffsetForLeaderEpoch => {
                     push(frame(api, version, c, &offset_for_leader_epoch(version, -1)), &[]);
                     push(frame(api, version, c, &offset_for_leader_epoch(version, 2)), &[]);

@@ -100,6 +100,8 @@ fn decode_body(api: ApiKey, header: &RequestHeader, body: Bytes) -> Result<Optio
         ApiKey::OffsetDelete => d::<OffsetDeleteRequest>(header, body),
         ApiKey::InitProducerId => d::<InitProducerIdRequest>(header, body),
         ApiKey::OffsetForLeaderEpoch => d::<OffsetForLeaderEpochRequest>(header, body),
+        ApiKey::AlterPartitionReassignments => d::<AlterPartitionReassignmentsRequest>(header, body),
+        ApiKey::ListPartitionReassignments => d::<ListPartitionReassignmentsRequest>(header, body),
         other => panic!("parse_header accepted {other:?}, which the fuzzer does not decode: add it"),
     }
 }

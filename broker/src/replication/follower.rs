@@ -4,7 +4,7 @@
 //! last batch. Per partition, the answer is:
 //!
 //! - records: appended as they are (`append_replicated`); in durable mode
-//!   (`--fsync-acks-all`) fdatasynced before the next fetch, whose offset is
+//!   (the default; not with `--no-fsync-acks-all`) fdatasynced before the next fetch, whose offset is
 //!   what tells the leader the follower has them;
 //! - a diverging epoch: the log is cut back to where it agrees with the
 //!   leader's (KIP-595), then fetching resumes from there;
@@ -36,6 +36,8 @@ const RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
 const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// How long a partition the leader refused sits out before asking again.
 const REFUSED_PAUSE: Duration = Duration::from_millis(100);
+/// A replication step slower than this is logged (and again each time).
+const SLOW_STEP: Duration = Duration::from_secs(5);
 /// How long a partition whose local append or truncation failed sits out.
 const FAILED_PAUSE: Duration = Duration::from_secs(5);
 
@@ -124,8 +126,25 @@ pub async fn run(shard: SharedShard, leader: i32, wake: Rc<Notify>) {
                 if !still_following(&shard, f, leader) {
                     continue;
                 }
-                match take(f, p).await {
-                    Outcome::Appended => appended.push(f.log.clone()),
+                // A step that takes this long (a stuck disk, a lock never
+                // released) stalls every partition of this fetcher: say so.
+                let taking = take(f, p);
+                tokio::pin!(taking);
+                let outcome = loop {
+                    tokio::select! {
+                        o = &mut taking => break o,
+                        _ = tokio::time::sleep(SLOW_STEP) => {
+                            tracing::warn!(
+                                partition = %format!("{}-{}", f.key.0, f.key.1),
+                                leader,
+                                log = %f.log.describe_state(),
+                                "replicating one fetch's data is taking over {SLOW_STEP:?}"
+                            );
+                        }
+                    }
+                };
+                match outcome {
+                    Outcome::Appended => appended.push((f.key.clone(), f.log.clone())),
                     Outcome::Nothing => {}
                     Outcome::Refused(code) => {
                         tracing::debug!(partition = %format!("{}-{}", f.key.0, f.key.1), code, leader, "the leader refused a fetch");
@@ -139,10 +158,15 @@ pub async fn run(shard: SharedShard, leader: i32, wake: Rc<Notify>) {
             }
         }
         if config.fsync_followers {
-            // What the next fetch reports as had is on disk.
-            for log in appended {
+            // What the next fetch reports as had is on disk. A replica whose
+            // sync failed goes offline: fetching on would report unsynced
+            // data as had, and the leader would count it as committed.
+            for (key, log) in appended {
                 if let Err(e) = log.flush().await {
-                    tracing::error!(dir = %log.dir().display(), "syncing replicated data failed: {e}");
+                    tracing::error!(dir = %log.dir().display(), "syncing replicated data failed; replica offline: {e}");
+                    if let Some(r) = shard.borrow_mut().replicas.get_mut(&key) {
+                        r.status = crate::shard::Status::Offline(format!("syncing replicated data failed: {e}"));
+                    }
                 }
             }
         }
@@ -206,15 +230,8 @@ async fn take(f: &Followed, p: &kafka_protocol::messages::fetch_response::Partit
         code => return Outcome::Refused(code),
     }
     if p.diverging_epoch.epoch >= 0 || p.diverging_epoch.end_offset >= 0 {
-        // Cut back to where both logs agree: the leader's end of that epoch,
-        // or ours if we have less of it.
-        let d = &p.diverging_epoch;
-        let (ours_epoch, ours_end) = log.end_offset_for_epoch(d.epoch);
-        let mut to = d.end_offset.max(0) as u64;
-        if ours_epoch == d.epoch && ours_end >= 0 {
-            to = to.min(ours_end as u64);
-        }
-        return match log.truncate_to(to.min(log.log_end_offset())).await {
+        let to = truncation_point(log, p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
+        return match log.truncate_to(to).await {
             Ok(()) => Outcome::Nothing,
             Err(e) => Outcome::Failed(e.to_string()),
         };
@@ -222,7 +239,18 @@ async fn take(f: &Followed, p: &kafka_protocol::messages::fetch_response::Partit
     let mut outcome = Outcome::Nothing;
     if let Some(records) = p.records.as_ref().filter(|r| !r.is_empty()) {
         let batches = whole_batches(records);
-        if !batches.is_empty() {
+        if let Some(first) = batches.first() {
+            // An empty log restarted at the leader's log start may sit inside
+            // the leader's first batch (DeleteRecords and retention cut
+            // between records): start at that batch instead, as Kafka does;
+            // the log start still follows the leader's below.
+            let base = i64::from_be_bytes(first[..8].try_into().expect("a whole batch"));
+            let end = log.log_end_offset();
+            if end == log.log_start_offset() && base >= 0 && (base as u64) < end {
+                if let Err(e) = log.restart_at(base as u64).await {
+                    return Outcome::Failed(e.to_string());
+                }
+            }
             if let Err(e) = log.append_replicated(batches).await {
                 return Outcome::Failed(e.to_string());
             }
@@ -238,4 +266,58 @@ async fn take(f: &Followed, p: &kafka_protocol::messages::fetch_response::Partit
         }
     }
     outcome
+}
+
+/// Where a follower cuts its log back to when the leader says its last
+/// fetched epoch diverges: the leader's `epoch` is the largest it has at or
+/// below ours, ending at `end` in its log (Kafka's rule, KIP-101/KIP-279):
+///
+/// - we have that epoch too: the shorter of the two ends;
+/// - we do not: the end, in our log, of the largest epoch we have below it
+///   (the start of our next one), which the leader's log also contains up
+///   to, since the leader has every epoch it was elected in from there on;
+/// - the leader has no epoch at or below ours, or we record none: our high
+///   watermark, which the leader's log contains (committed).
+///
+/// With clean elections committed writes never diverge, so none of these
+/// cuts below the high watermark: a replica in the ISR keeps every write
+/// below it, which is what makes electing any ISR member safe.
+pub(crate) fn truncation_point(log: &PartitionLog, leader_epoch: i32, leader_end: i64) -> u64 {
+    let ours = if leader_epoch < 0 { (-1, -1) } else { log.end_offset_for_epoch(leader_epoch) };
+    cut_point((leader_epoch, leader_end), ours, log.high_watermark(), log.log_end_offset())
+}
+
+/// `truncation_point` on plain numbers: the leader's (epoch, end), ours for
+/// that epoch, our high watermark and log end.
+fn cut_point(leader: (i32, i64), ours: (i32, i64), high_watermark: u64, log_end: u64) -> u64 {
+    let ((leader_epoch, leader_end), (ours_epoch, ours_end)) = (leader, ours);
+    let to = if leader_epoch < 0 || leader_end < 0 || ours_end < 0 {
+        // The leader has no epoch at or below ours, or our log records none
+        // (written before it had an epoch cache): keep what is committed.
+        high_watermark
+    } else if ours_epoch == leader_epoch {
+        (leader_end as u64).min(ours_end as u64)
+    } else {
+        ours_end as u64
+    };
+    to.min(log_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_point;
+
+    #[test]
+    fn cuts_follow_kafkas_truncation_rules() {
+        // Same epoch on both sides: the shorter end.
+        assert_eq!(cut_point((3, 120), (3, 150), 100, 150), 120);
+        assert_eq!(cut_point((3, 160), (3, 150), 100, 150), 150);
+        // We never had the leader's epoch: the end of our largest epoch below it.
+        assert_eq!(cut_point((4, 200), (2, 130), 100, 150), 130);
+        // The leader has nothing at or below our epoch; we record none.
+        assert_eq!(cut_point((-1, -1), (-1, -1), 100, 150), 100);
+        assert_eq!(cut_point((3, 120), (-1, -1), 90, 150), 90);
+        // Never past our own log end.
+        assert_eq!(cut_point((3, 500), (3, 500), 100, 150), 150);
+    }
 }

@@ -198,10 +198,16 @@ impl LeaderState {
         }
     }
 
-    /// Leadership ended: every waiter fails (the client retries on the new leader).
+    /// Leadership ended: every waiter fails. Their batches are in this log
+    /// and may be in the new leader's too, so the answer must say "possibly
+    /// written" (NOT_ENOUGH_REPLICAS_AFTER_APPEND: clients retry, and an
+    /// idempotent producer keeps the batch's sequence numbers, which the new
+    /// leader deduplicates). NOT_LEADER_OR_FOLLOWER would tell librdkafka the
+    /// batch was not written: after its next epoch bump it would send it again
+    /// under new sequence numbers, a duplicate if it survived.
     pub fn fail_all(&mut self, why: &str) {
         for tx in std::mem::take(&mut self.waiters).into_values().flatten() {
-            let _ = tx.send(Err(KafkaError::new(errors::NOT_LEADER_OR_FOLLOWER, why.to_string())));
+            let _ = tx.send(Err(ended(why)));
         }
     }
 
@@ -214,6 +220,15 @@ impl LeaderState {
         self.complete(hw);
         hw
     }
+}
+
+/// The answer to a write this leader appended but whose commit it will not
+/// see (see `LeaderState::fail_all`).
+pub fn ended(why: &str) -> KafkaError {
+    KafkaError::new(
+        errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        format!("written, but leadership ended before the in-sync replicas confirmed it ({why}); retry"),
+    )
 }
 
 #[cfg(test)]
@@ -272,7 +287,7 @@ mod tests {
         assert!(matches!(b.try_recv(), Ok(Err(e)) if e.code == errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND));
         let mut c = l.wait_for(30);
         l.fail_all("moved");
-        assert!(matches!(c.try_recv(), Ok(Err(e)) if e.code == errors::NOT_LEADER_OR_FOLLOWER));
+        assert!(matches!(c.try_recv(), Ok(Err(e)) if e.code == errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND));
     }
 
     #[test]

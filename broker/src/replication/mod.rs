@@ -53,7 +53,7 @@ pub struct ReplicationConfig {
     pub fetch_response_max_bytes: i32,
     /// Followers fdatasync what they appended before fetching again, so the
     /// high watermark counts only data on disk on every in-sync replica
-    /// (with the leader's own fdatasync of acks=all writes, `--fsync-acks-all`).
+    /// (with the leader's own fdatasync of acks=all writes, the default, unless `--no-fsync-acks-all`).
     pub fsync_followers: bool,
 }
 

@@ -3,15 +3,44 @@
 //! (and fdatasynced for a durable acks=all), then answered — at once for
 //! acks=0/1, and for acks=all once the high watermark has passed the last
 //! batch (parked in the leader's purgatory, bounded by the request's timeout).
+//!
+//! A sequence gap right after a refusal is answered as retriable, not as
+//! OUT_OF_ORDER_SEQUENCE_NUMBER: a client pipelines batches A and B; A is
+//! refused before it is appended (this broker is not leader yet, or the ISR
+//! is too small) and B, a moment later, is not (leadership or the ISR came
+//! back in between), so B's sequence skips A's. Kafka answers B with
+//! OUT_OF_ORDER, on which librdkafka bumps its producer epoch and re-sends
+//! every batch it holds under new sequence numbers, including ones an
+//! earlier leader may have written (answered "possibly persisted"): those
+//! then land twice. NOT_ENOUGH_REPLICAS (retriable, "not written") instead
+//! makes the client resend A and then B, in order, under the same sequence
+//! numbers. Only within `GAP_AFTER_REFUSAL` of a refusal: a genuine gap
+//! still gets OUT_OF_ORDER.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use laminar_engine::AppendInfo;
 
 use crate::errors::{self, KafkaError};
-use crate::shard::{Reply, SharedShard};
+use crate::shard::{ReplicaKey, Reply, SharedShard};
+
+/// How long after a refused produce a sequence gap is taken for its
+/// consequence (see the module doc): a client retries within its backoff
+/// (100 ms to 1 s by default), refusals during an outage renew it.
+const GAP_AFTER_REFUSAL: Duration = Duration::from_secs(5);
+
+fn refused(shard: &SharedShard, key: &ReplicaKey) {
+    if let Some(r) = shard.borrow_mut().replicas.get_mut(key) {
+        r.refused_produce_at = Some(Instant::now());
+    }
+}
+
+fn refused_lately(shard: &SharedShard, key: &ReplicaKey) -> bool {
+    let s = shard.borrow();
+    s.replicas.get(key).and_then(|r| r.refused_produce_at).is_some_and(|t| t.elapsed() < GAP_AFTER_REFUSAL)
+}
 
 #[allow(clippy::too_many_arguments)]
 pub fn handle(
@@ -24,27 +53,31 @@ pub fn handle(
     timeout: Duration,
     reply: Reply<AppendInfo>,
 ) {
-    let (log, leader) = match shard.borrow().leader(&topic, partition, -1) {
+    let key: ReplicaKey = (topic.clone(), partition);
+    let leading = shard.borrow().leader(&topic, partition, -1);
+    let (log, leader) = match leading {
         Ok(x) => x,
         Err(e) => {
+            refused(shard, &key);
             let _ = reply.send(Err(e));
             return;
         }
     };
     if acks == -1 {
-        let l = leader.borrow();
-        if (l.isr_size() as i32) < l.min_insync_replicas {
+        let short = {
+            let l = leader.borrow();
+            ((l.isr_size() as i32) < l.min_insync_replicas).then(|| (l.isr_size(), l.min_insync_replicas))
+        };
+        if let Some((isr, min)) = short {
+            refused(shard, &key);
             let _ = reply.send(Err(KafkaError::new(
                 errors::NOT_ENOUGH_REPLICAS,
-                format!(
-                    "{topic}-{partition} has {} in-sync replicas, fewer than min.insync.replicas {}",
-                    l.isr_size(),
-                    l.min_insync_replicas
-                ),
+                format!("{topic}-{partition} has {isr} in-sync replicas, fewer than min.insync.replicas {min}"),
             )));
             return;
         }
     }
+    let shard = shard.clone();
     // Spawned tasks first run in spawn order, so appends keep the order their
     // requests arrived in.
     tokio_uring::spawn(async move {
@@ -53,7 +86,14 @@ pub fn handle(
         let info = match appended {
             Ok(info) => info,
             Err(e) => {
-                let _ = reply.send(Err(KafkaError::from(e)));
+                let mut e = KafkaError::from(e);
+                if e.code == errors::OUT_OF_ORDER_SEQUENCE_NUMBER && refused_lately(&shard, &key) {
+                    e = KafkaError::new(
+                        errors::NOT_ENOUGH_REPLICAS,
+                        format!("{}; an earlier batch was refused moments ago: resend from it", e.message),
+                    );
+                }
+                let _ = reply.send(Err(e));
                 return;
             }
         };
@@ -83,7 +123,7 @@ pub fn handle(
         let answer = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Ok(()))) => Ok(info),
             Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(KafkaError::new(errors::NOT_LEADER_OR_FOLLOWER, "leadership ended")),
+            Ok(Err(_)) => Err(super::leader::ended("its state was dropped")),
             Err(_) => Err(KafkaError::new(
                 errors::REQUEST_TIMED_OUT,
                 format!("the in-sync replicas did not confirm the write within {timeout:?}"),

@@ -134,10 +134,18 @@ fn ensure_fetcher(s: &mut crate::shard::Shard, shard: &SharedShard, leader: i32)
     }
 }
 
-/// Every 100 ms: followers that stopped catching up leave the ISR.
+/// Every 100 ms: followers that stopped catching up leave the ISR; and a
+/// broker whose lease may have run out fails its parked acks=all produces
+/// at once ("possibly written": another leader may be elected meanwhile)
+/// rather than at their timeouts.
 pub fn upkeep(shard: &SharedShard) {
     let s = shard.borrow();
     if !s.cluster.is_acting() {
+        for r in s.replicas.values() {
+            if let Role::Leader(l) = &r.role {
+                l.borrow_mut().fail_all("this broker's lease may have run out");
+            }
+        }
         return;
     }
     let lag: Duration = s.replication.replica_lag_time_max;
