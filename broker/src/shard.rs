@@ -250,20 +250,28 @@ impl Shard {
         if !self.cluster.is_acting() || rec.leader != self.cluster.node_id() {
             return Err(not_leader());
         }
+        // Before the role: a replica whose log is not open never becomes
+        // leader, and "not the leader" would send clients to this broker again.
+        let log = match &r.status {
+            Status::Online(log) => log,
+            Status::Opening => {
+                return Err(KafkaError::new(
+                    errors::LEADER_NOT_AVAILABLE,
+                    format!("{topic}-{partition} is still being recovered"),
+                ))
+            }
+            Status::Offline(why) => {
+                return Err(KafkaError::new(
+                    errors::KAFKA_STORAGE_ERROR,
+                    format!("{topic}-{partition} is offline: {why}"),
+                ))
+            }
+        };
         let Role::Leader(state) = &r.role else {
             return Err(not_leader());
         };
         check_epoch(leader_epoch, state.borrow().epoch)?;
-        match &r.status {
-            Status::Online(log) => Ok((log.clone(), state.clone())),
-            Status::Opening => Err(KafkaError::new(
-                errors::LEADER_NOT_AVAILABLE,
-                format!("{topic}-{partition} is still being recovered"),
-            )),
-            Status::Offline(why) => {
-                Err(KafkaError::new(errors::KAFKA_STORAGE_ERROR, format!("{topic}-{partition} is offline: {why}")))
-            }
-        }
+        Ok((log.clone(), state.clone()))
     }
 
     fn all_logs(&self) -> Vec<PartitionLog> {
