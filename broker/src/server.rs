@@ -65,9 +65,13 @@ pub struct ServerOptions {
 /// File descriptors kept for everything but partition logs and client
 /// connections (those are set aside as `max.connections`).
 const FDS_RESERVED: u64 = 1024;
-/// Descriptors one partition replica holds open: its active segment twice
-/// (read side and io_uring write side) and, on average, a sealed segment.
-const FDS_PER_PARTITION: u64 = 3;
+/// Descriptors one partition replica holds open, whatever its segment
+/// count: its active segment twice (read side and io_uring write side) and
+/// at most `SEALED_FILES_OPEN_MAX` (1) sealed segments' (the engine opens
+/// sealed segments when they are read, through a per-log cache of that
+/// bound). Files of fetches in flight come on top, bounded by the
+/// connections' in-flight limits.
+const FDS_PER_PARTITION: u64 = laminar_engine::log::FILES_OPEN_MAX;
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn run(opts: ServerOptions) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ pub mod index;
 pub mod log;
 pub mod producer_snapshot;
 pub mod producer_state;
+pub mod sealed_files;
 pub mod segment;
 pub mod watch;
 

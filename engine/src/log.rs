@@ -34,12 +34,15 @@ use crate::index;
 use crate::index::write_synced;
 use crate::producer_snapshot::{self, ProducerRecovery};
 use crate::producer_state::{AppendPlan, ProducerStates};
+use crate::sealed_files::{SealedFiles, SEALED_FILES_OPEN_MAX};
 use crate::segment::{ScanReport, Segment};
 use crate::watch::LogWatch;
 use writer::{sync_dir_if_needed, QueuedAppend};
 
 #[cfg(test)]
 mod crash_tests;
+#[cfg(test)]
+mod open_files_tests;
 mod replica;
 #[cfg(test)]
 mod replica_tests;
@@ -48,6 +51,17 @@ mod writer;
 mod writer_tests;
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
+
+/// Descriptors one log holds open between requests, whatever its segment
+/// count: its active segment twice (the read side, and the io_uring write
+/// side once written to) and at most [`SEALED_FILES_OPEN_MAX`] sealed
+/// segments (`sealed_files`). Index files are read into memory at open and
+/// written whole, never held open. Above it, for a moment: the files of
+/// fetches in flight (each holds its slice's file until sent), a roll's
+/// sealed segment until its background sync ends, and one directory or
+/// checkpoint file during a sync or write. The broker's open-file budget
+/// per partition is this.
+pub const FILES_OPEN_MAX: u64 = 2 + SEALED_FILES_OPEN_MAX as u64;
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -145,6 +159,8 @@ struct LogState {
     dir: PathBuf,
     config: LogConfig,
     segments: BTreeMap<u64, Segment>,
+    /// The sealed segments' open files (shared with the segments).
+    sealed_files: Arc<SealedFiles>,
     log_start_offset: u64,
     /// Next offset to hand out; runs ahead of the log end by the queue.
     next_offset: u64,
@@ -274,6 +290,7 @@ pub struct RecoveredLog {
     dir: PathBuf,
     config: LogConfig,
     segments: BTreeMap<u64, Segment>,
+    sealed_files: Arc<SealedFiles>,
     log_start_offset: u64,
     producers: ProducerStates,
     epochs: EpochCache,
@@ -314,10 +331,12 @@ impl PartitionLog {
         bases.sort_unstable();
         let mut report = RecoveryReport { dir: dir.to_path_buf(), ..Default::default() };
         let mut segments = BTreeMap::new();
+        let sealed_files = SealedFiles::new(dir.to_path_buf());
         let mut expected_next: Option<u64> = None;
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            let (seg, scan): (Segment, ScanReport) = Segment::open(dir, base, last, now, config.index_interval_bytes)?;
+            let (mut seg, scan): (Segment, ScanReport) =
+                Segment::open(dir, base, last, now, config.index_interval_bytes, &sealed_files)?;
             if let Some(next) = expected_next {
                 if next != base {
                     return Err(EngineError::Recovery {
@@ -336,8 +355,13 @@ impl PartitionLog {
             let cut_short = !last && !scan.indexed && seg.next_offset != bases[i + 1];
             let torn_sealed = !last && (scan.truncated_bytes > 0 || cut_short);
             if !last && !scan.indexed && !torn_sealed {
-                durable::sync_data(&seg.file)?;
+                durable::sync_data(seg.active_file())?;
                 seg.write_indexes()?;
+            }
+            if !last && !torn_sealed {
+                // Only the active segment keeps its file open (`sealed_files`);
+                // a torn sealed one becomes the active one below.
+                seg.seal_file();
             }
             expected_next = Some(seg.next_offset);
             report.bytes_scanned += scan.bytes_scanned;
@@ -362,10 +386,18 @@ impl PartitionLog {
         let checkpoint = read_checkpoint(dir)?;
         let end = segments.values().next_back().map_or(0, |s| s.next_offset);
         if let Some(start) = checkpoint.filter(|&c| c > end) {
-            restart_at_log_start(dir, &mut segments, start, now, config.index_interval_bytes, &mut report)?;
+            restart_at_log_start(
+                dir,
+                &mut segments,
+                &sealed_files,
+                start,
+                now,
+                config.index_interval_bytes,
+                &mut report,
+            )?;
         }
         if segments.is_empty() {
-            segments.insert(0, Segment::create(dir, 0, now, config.index_interval_bytes)?);
+            segments.insert(0, Segment::create(dir, 0, now, config.index_interval_bytes, &sealed_files)?);
         }
         let first_base = *segments.keys().next().unwrap();
         let active = segments.values().next_back().unwrap();
@@ -389,6 +421,7 @@ impl PartitionLog {
             dir: dir.to_path_buf(),
             config,
             segments,
+            sealed_files,
             log_start_offset: log_start,
             producers,
             epochs,
@@ -406,6 +439,7 @@ impl PartitionLog {
             dir: r.dir,
             config: r.config,
             segments: r.segments,
+            sealed_files: r.sealed_files,
             log_start_offset: r.log_start_offset,
             next_offset: log_end,
             log_end,
@@ -709,7 +743,7 @@ impl PartitionLog {
                 len = len.max((h.total_len() as u64).min(end - pos));
             }
             if len > 0 {
-                result.slice = Some(FileSlice { file: seg.file.clone(), position: pos, len });
+                result.slice = Some(FileSlice { file: seg.file()?, position: pos, len });
             }
             return Ok(result);
         }
@@ -821,6 +855,7 @@ impl PartitionLog {
             }
             let base = first.base_offset;
             let seg = st.segments.remove(&base).unwrap();
+            st.sealed_files.forget(base);
             total -= seg.size;
             if let Some(disk) = &st.disk {
                 disk.refund(seg.size);
@@ -901,7 +936,7 @@ impl PartitionLog {
             if st.unflushed_since_ms.is_none() {
                 return Ok(());
             }
-            (st.active().file.clone(), st.records_committed, now_ms())
+            (st.active().active_file().clone(), st.records_committed, now_ms())
         };
         wait_for_removals(&self.st).await;
         sync_sealed(&self.st).await?;
@@ -935,7 +970,7 @@ impl PartitionLog {
         let (file, indexes, snapshot) = {
             let mut st = self.st.borrow_mut();
             let active = st.active();
-            let (file, indexes, end) = (active.file.clone(), active.index_files(), active.next_offset);
+            let (file, indexes, end) = (active.active_file().clone(), active.index_files(), active.next_offset);
             (file, indexes, producer_snapshot_job(&mut st, end))
         };
         let done = tokio::task::spawn_blocking(move || {
@@ -969,6 +1004,7 @@ impl PartitionLog {
                 release_disk(&mut st, &disk);
             }
             st.segments.clear();
+            st.sealed_files.clear();
             st.active_writer = None;
             st.dir.clone()
         };
@@ -1029,12 +1065,13 @@ async fn wait_for_removals(st: &Rc<RefCell<LogState>>) {
 /// fdatasyncs the sealed segments whose background sync has not finished. A
 /// failure takes the log offline, as any failed fdatasync does.
 async fn sync_sealed(st: &Rc<RefCell<LogState>>) -> Result<()> {
-    let files: Vec<Arc<fs::File>> = {
+    let files: Vec<io::Result<Arc<fs::File>>> = {
         let s = st.borrow();
-        s.unsynced_sealed.iter().filter_map(|b| s.segments.get(b)).map(|seg| seg.file.clone()).collect()
+        s.unsynced_sealed.iter().filter_map(|b| s.segments.get(b)).map(|seg| seg.file()).collect()
     };
     for file in files {
-        if let Err(e) = sync_file(&file).await {
+        // A sync through any descriptor of the file covers its data.
+        if let Err(e) = async { sync_file(&file?).await }.await {
             st.borrow_mut().offline = Some(format!("fdatasync of a sealed segment failed: {e}"));
             return Err(e.into());
         }
@@ -1089,6 +1126,7 @@ fn spawn_producer_snapshot(st: &mut LogState, end: u64) {
 fn restart_at_log_start(
     dir: &Path,
     segments: &mut BTreeMap<u64, Segment>,
+    sealed_files: &Arc<SealedFiles>,
     start: u64,
     now: u64,
     index_interval_bytes: u64,
@@ -1100,10 +1138,11 @@ fn restart_at_log_start(
         Segment::delete_files_at(dir, base)?;
     }
     segments.clear();
+    sealed_files.clear();
     producer_snapshot::remove_all(dir)?;
     report.truncation_reason = Some(format!("the log ended before its start offset {start}"));
     // Its directory sync makes the removals durable too.
-    segments.insert(start, Segment::create(dir, start, now, index_interval_bytes)?);
+    segments.insert(start, Segment::create(dir, start, now, index_interval_bytes, sealed_files)?);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::durable;
 use crate::error::{EngineError, Result};
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::sealed_files::SealedFiles;
 
 /// Segment file name for a base offset: 20 digits, as Kafka, so names sort.
 pub fn file_stem(base_offset: u64) -> String {
@@ -30,9 +31,13 @@ pub struct Segment {
     pub next_offset: u64,
     /// Bytes of whole, written batches; reads never go past it.
     pub size: u64,
-    /// Read side, shared with fetches in flight (they keep an unlinked file alive).
-    /// The write side (io_uring) is the log's, for its active segment only.
-    pub file: Arc<File>,
+    /// The active segment's file (read side), held open; `None` once sealed,
+    /// when reads open it through `sealed_files` ([`Segment::file`]). Shared
+    /// with fetches in flight (they keep an unlinked file alive). The write
+    /// side (io_uring) is the log's, for its active segment only.
+    active_file: Option<Arc<File>>,
+    /// The owning log's cache of open sealed-segment files.
+    sealed_files: Arc<SealedFiles>,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
     /// Largest batch maxTimestamp in the segment, -1 if none.
@@ -99,8 +104,14 @@ impl Segment {
 
     /// Creates a new empty segment starting at `base_offset`, and makes its
     /// name durable (a directory fsync).
-    pub fn create(dir: &Path, base_offset: u64, now_ms: u64, index_interval_bytes: u64) -> io::Result<Segment> {
-        let seg = Self::create_unsynced(dir, base_offset, now_ms, index_interval_bytes)?;
+    pub fn create(
+        dir: &Path,
+        base_offset: u64,
+        now_ms: u64,
+        index_interval_bytes: u64,
+        sealed_files: &Arc<SealedFiles>,
+    ) -> io::Result<Segment> {
+        let seg = Self::create_unsynced(dir, base_offset, now_ms, index_interval_bytes, sealed_files)?;
         durable::sync_dir(dir)?; // make the new name durable
         Ok(seg)
     }
@@ -113,14 +124,18 @@ impl Segment {
         base_offset: u64,
         now_ms: u64,
         index_interval_bytes: u64,
+        sealed_files: &Arc<SealedFiles>,
     ) -> io::Result<Segment> {
         let path = Self::log_path(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        // A file of the same name deleted earlier (a truncated tail) must not be served from the cache.
+        sealed_files.forget(base_offset);
         Ok(Segment {
             base_offset,
             next_offset: base_offset,
             size: 0,
-            file: Arc::new(file),
+            active_file: Some(Arc::new(file)),
+            sealed_files: sealed_files.clone(),
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             max_timestamp: -1,
@@ -138,12 +153,16 @@ impl Segment {
     /// tail is truncated — unless the segment is sealed (not `last`) and has
     /// valid indexes: those are written only once its data is synced, so damage
     /// there is damage to durable data, reported as an error.
+    ///
+    /// The segment holds its file open as an active one does; the caller
+    /// seals a segment that is not the last ([`Segment::seal_file`]).
     pub fn open(
         dir: &Path,
         base_offset: u64,
         last: bool,
         now_ms: u64,
         index_interval_bytes: u64,
+        sealed_files: &Arc<SealedFiles>,
     ) -> Result<(Segment, ScanReport)> {
         let path = Self::log_path(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -158,7 +177,8 @@ impl Segment {
             base_offset,
             next_offset: base_offset,
             size: 0,
-            file: Arc::new(file),
+            active_file: Some(Arc::new(file)),
+            sealed_files: sealed_files.clone(),
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             max_timestamp: -1,
@@ -191,12 +211,13 @@ impl Segment {
             }
         }
         seg.size = start;
-        let mut report = seg.scan_from(start, file_len)?;
+        let file = seg.file()?;
+        let mut report = seg.scan_from(&file, start, file_len)?;
         report.indexed = indexed;
         let birth_ms = meta.created().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         seg.created_ms = match birth_ms {
             Some(d) => (d.as_millis() as u64).min(now_ms),
-            None => match seg.header_at(0)?.filter(|h| h.max_timestamp >= 0) {
+            None => match seg.header_in(&file, 0)?.filter(|h| h.max_timestamp >= 0) {
                 Some(h) => (h.max_timestamp as u64).min(now_ms),
                 None => now_ms,
             },
@@ -213,16 +234,50 @@ impl Segment {
                     ),
                 });
             }
-            seg.file.set_len(seg.size)?;
-            durable::sync_all(&seg.file)?;
+            file.set_len(seg.size)?;
+            durable::sync_all(&file)?;
         }
         Ok((seg, report))
+    }
+
+    /// The segment's file for reading: the active segment's own, a sealed
+    /// one's through the log's cache (opened if no read touched it lately).
+    /// The descriptor stays open while the caller holds it.
+    pub fn file(&self) -> io::Result<Arc<File>> {
+        match &self.active_file {
+            Some(f) => Ok(f.clone()),
+            None => self.sealed_files.get(self.base_offset),
+        }
+    }
+
+    /// The active segment's file (the log writes, syncs and cuts it).
+    pub fn active_file(&self) -> &Arc<File> {
+        self.active_file.as_ref().expect("the log's last segment holds its file open")
+    }
+
+    /// The segment is sealed: its file moves to the log's cache of sealed
+    /// files, which closes it once other sealed segments were read since.
+    pub fn seal_file(&mut self) {
+        if let Some(f) = self.active_file.take() {
+            self.sealed_files.keep(self.base_offset, f);
+        }
+    }
+
+    /// A sealed segment becomes the active one again (a follower cut the
+    /// log back into it): it holds its file open, writable.
+    pub fn make_active(&mut self) -> io::Result<()> {
+        if self.active_file.is_none() {
+            let file = OpenOptions::new().read(true).write(true).open(Self::log_path(&self.dir, self.base_offset))?;
+            self.sealed_files.forget(self.base_offset);
+            self.active_file = Some(Arc::new(file));
+        }
+        Ok(())
     }
 
     /// Walks whole batches from `start` to `file_len`, re-indexing them. Stops at
     /// the first torn, corrupt or out-of-sequence batch; `self.size` ends at the
     /// last good byte.
-    fn scan_from(&mut self, start: u64, file_len: u64) -> Result<ScanReport> {
+    fn scan_from(&mut self, file: &File, start: u64, file_len: u64) -> Result<ScanReport> {
         let mut report = ScanReport::default();
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_start = start;
@@ -234,7 +289,7 @@ impl Segment {
             if file_len - pos < HEADER_LEN as u64 {
                 break Some(format!("{} bytes of a torn batch header", file_len - pos));
             }
-            if !self.ensure_buffered(&mut buf, &mut buf_start, pos, HEADER_LEN, file_len)? {
+            if !ensure_buffered(file, &mut buf, &mut buf_start, pos, HEADER_LEN, file_len)? {
                 break Some("short read".into());
             }
             let off = (pos - buf_start) as usize;
@@ -243,7 +298,7 @@ impl Segment {
             if h.batch_length < (HEADER_LEN - batch::LOG_OVERHEAD) as i32 || pos + total > file_len {
                 break Some(format!("batch at {pos} claims {total} bytes, file has {}", file_len - pos));
             }
-            if !self.ensure_buffered(&mut buf, &mut buf_start, pos, total as usize, file_len)? {
+            if !ensure_buffered(file, &mut buf, &mut buf_start, pos, total as usize, file_len)? {
                 break Some("short read".into());
             }
             let off = (pos - buf_start) as usize;
@@ -262,26 +317,6 @@ impl Segment {
         report.truncated_bytes = file_len - pos;
         report.reason = reason;
         Ok(report)
-    }
-
-    /// Makes `buf` hold file bytes [pos, pos+need). Returns false on a short read.
-    fn ensure_buffered(
-        &self,
-        buf: &mut Vec<u8>,
-        buf_start: &mut u64,
-        pos: u64,
-        need: usize,
-        file_len: u64,
-    ) -> io::Result<bool> {
-        let have_end = *buf_start + buf.len() as u64;
-        if pos >= *buf_start && pos + need as u64 <= have_end {
-            return Ok(true);
-        }
-        let want = need.max(SCAN_CHUNK_BYTES).min((file_len - pos) as usize);
-        buf.resize(want, 0);
-        self.file.read_exact_at(buf, pos)?;
-        *buf_start = pos;
-        Ok(want >= need)
     }
 
     /// Updates size, offsets and indexes for a batch now whole at `pos`. As in
@@ -331,11 +366,16 @@ impl Segment {
 
     /// Reads the header of the batch at `pos`, or `None` at the end of the data.
     pub fn header_at(&self, pos: u64) -> io::Result<Option<BatchHeader>> {
+        self.header_in(&*self.file()?, pos)
+    }
+
+    /// [`Segment::header_at`] through a file the caller already holds.
+    fn header_in(&self, file: &File, pos: u64) -> io::Result<Option<BatchHeader>> {
         if pos + HEADER_LEN as u64 > self.size {
             return Ok(None);
         }
         let mut b = [0u8; HEADER_LEN];
-        self.file.read_exact_at(&mut b, pos)?;
+        file.read_exact_at(&mut b, pos)?;
         Ok(BatchHeader::parse(&b))
     }
 
@@ -344,6 +384,7 @@ impl Segment {
     /// of small batches, one per batch for batches larger than that. Returns
     /// how many headers were read.
     pub fn for_each_header(&self, start: u64, mut f: impl FnMut(&BatchHeader)) -> io::Result<u64> {
+        let file = self.file()?;
         let mut buf = vec![0u8; HEADER_SCAN_CHUNK_BYTES];
         let (mut buf_start, mut buf_len) = (start, 0usize);
         let mut pos = start;
@@ -351,7 +392,7 @@ impl Segment {
         while pos + HEADER_LEN as u64 <= self.size {
             if pos < buf_start || pos + HEADER_LEN as u64 > buf_start + buf_len as u64 {
                 buf_len = (self.size - pos).min(HEADER_SCAN_CHUNK_BYTES as u64) as usize;
-                self.file.read_exact_at(&mut buf[..buf_len], pos)?;
+                file.read_exact_at(&mut buf[..buf_len], pos)?;
                 buf_start = pos;
             }
             let at = (pos - buf_start) as usize;
@@ -371,7 +412,8 @@ impl Segment {
         }
         let rel = offset.saturating_sub(self.base_offset) as u32;
         let mut pos = self.offset_index.lookup(rel).map_or(0, |e| e.position as u64);
-        while let Some(h) = self.header_at(pos)? {
+        let file = self.file()?;
+        while let Some(h) = self.header_in(&file, pos)? {
             if h.last_offset() as u64 >= offset {
                 return Ok(Some((pos, h)));
             }
@@ -389,7 +431,8 @@ impl Segment {
             Some(e) => self.locate(self.base_offset + e.relative_offset as u64)?.map_or(0, |(p, _)| p),
             None => 0,
         };
-        while let Some(h) = self.header_at(pos)? {
+        let file = self.file()?;
+        while let Some(h) = self.header_in(&file, pos)? {
             if h.max_timestamp >= target {
                 return Ok(Some((pos, h)));
             }
@@ -401,7 +444,7 @@ impl Segment {
     /// Reads the bytes of the batch at `pos` (for exact timestamp lookups).
     pub fn read_batch(&self, pos: u64, h: &BatchHeader) -> io::Result<Vec<u8>> {
         let mut b = vec![0u8; h.total_len()];
-        self.file.read_exact_at(&mut b, pos)?;
+        self.file()?.read_exact_at(&mut b, pos)?;
         Ok(b)
     }
 
@@ -433,8 +476,9 @@ impl Segment {
         }
     }
 
-    /// Removes the segment's files; readers holding `file` keep their data.
+    /// Removes the segment's files; readers holding its file keep their data.
     pub fn delete_files(&self) -> io::Result<()> {
+        self.sealed_files.forget(self.base_offset);
         Self::delete_files_at(&self.dir, self.base_offset)
     }
 
@@ -462,4 +506,24 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// Makes `buf` hold bytes [pos, pos+need) of `file`. Returns false on a short read.
+fn ensure_buffered(
+    file: &File,
+    buf: &mut Vec<u8>,
+    buf_start: &mut u64,
+    pos: u64,
+    need: usize,
+    file_len: u64,
+) -> io::Result<bool> {
+    let have_end = *buf_start + buf.len() as u64;
+    if pos >= *buf_start && pos + need as u64 <= have_end {
+        return Ok(true);
+    }
+    let want = need.max(SCAN_CHUNK_BYTES).min((file_len - pos) as usize);
+    buf.resize(want, 0);
+    file.read_exact_at(buf, pos)?;
+    *buf_start = pos;
+    Ok(want >= need)
 }

@@ -242,12 +242,15 @@ impl PartitionLog {
             let doomed: Vec<u64> = st.segments.range(base + 1..).map(|(b, _)| *b).collect();
             for b in &doomed {
                 st.segments.remove(b);
+                st.sealed_files.forget(*b);
                 Segment::delete_files_at(&dir, *b)?;
             }
             st.unsynced_sealed.retain(|b| !doomed.contains(b));
             let seg = st.segments.get_mut(&base).expect("kept");
-            seg.file.set_len(position)?;
-            durable::sync_all(&seg.file)?;
+            // The cut segment is the last one now, which holds its file open.
+            seg.make_active()?;
+            seg.active_file().set_len(position)?;
+            durable::sync_all(seg.active_file())?;
             // Its indexes (if it was sealed) describe what was cut.
             seg.delete_indexes()?;
             seg.cut_to(position, end);
@@ -289,10 +292,11 @@ impl PartitionLog {
                 Segment::delete_files_at(&dir, *b)?;
             }
             st.segments.clear();
+            st.sealed_files.clear();
             st.unsynced_sealed.clear();
             st.active_writer = None;
             producer_snapshot::remove_all(&dir)?;
-            let seg = Segment::create(&dir, offset, now_ms(), st.config.index_interval_bytes)?;
+            let seg = Segment::create(&dir, offset, now_ms(), st.config.index_interval_bytes, &st.sealed_files)?;
             st.segments.insert(offset, seg);
             st.log_start_offset = offset;
             st.next_offset = offset;

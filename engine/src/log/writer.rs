@@ -287,7 +287,7 @@ impl Writer {
                 }
             }
             if s.active_writer.is_none() {
-                let f = s.active().file.try_clone()?;
+                let f = s.active().active_file().try_clone()?;
                 s.active_writer = Some(Rc::new(tokio_uring::fs::File::from_std(f)));
             }
             (s.active_writer.clone().unwrap(), injected)
@@ -415,7 +415,7 @@ impl Writer {
         sync_dir_if_needed(&self.st).await?;
         let (writer, file) = {
             let s = self.st.borrow();
-            (s.active_writer.clone(), s.active().file.clone())
+            (s.active_writer.clone(), s.active().active_file().clone())
         };
         if let Err(e) = sync_segment(writer, &file).await {
             self.st.borrow_mut().offline = Some(format!("fdatasync failed: {e}"));
@@ -450,7 +450,7 @@ impl Writer {
         let later = {
             let mut s = self.st.borrow_mut();
             let (cut_position, cut) = (s.active().size, s.active().next_offset);
-            if let Err(t) = s.active().file.set_len(cut_position) {
+            if let Err(t) = s.active().active_file().set_len(cut_position) {
                 tracing::error!(dir = %s.dir.display(), "could not truncate after failed write: {t}");
             }
             s.next_offset = cut;
@@ -488,7 +488,7 @@ fn roll_segment(st: &Rc<RefCell<LogState>>) -> Result<()> {
     let dir = s.dir.clone();
     let active = s.active();
     let (base, next) = (active.base_offset, active.next_offset);
-    let file = active.file.clone();
+    let file = active.active_file().clone();
     // Indexes a clean close left on the segment are stale, and must not mark
     // it synced: its seal writes them anew once its data is.
     active.delete_indexes()?;
@@ -498,8 +498,9 @@ fn roll_segment(st: &Rc<RefCell<LogState>>) -> Result<()> {
     // Creating the file is quick; the directory fsync that makes its name
     // durable is not, so it waits for the next durable commit or the seal
     // (`sync_dir_if_needed`) instead of stalling the shard here.
-    let seg = Segment::create_unsynced(&dir, next, now_ms(), interval)?;
+    let seg = Segment::create_unsynced(&dir, next, now_ms(), interval, &s.sealed_files)?;
     let writer = s.active_writer.take();
+    s.segments.get_mut(&base).expect("the active segment").seal_file();
     s.segments.insert(next, seg);
     // The sealed segment's bytes stay charged as its size; the new one starts empty.
     s.disk_active_charged_bytes = 0;
