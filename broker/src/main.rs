@@ -64,6 +64,11 @@ struct Args {
     /// and at most how long a broker cut off from etcd keeps acting.
     #[arg(long, default_value_t = 2000)]
     lease_ttl_ms: u64,
+    /// `controlled.shutdown`: on SIGTERM, how long to wait for the controller
+    /// to hand this broker's leaderships to in-sync replicas before stopping
+    /// (0: stop at once; the lease's revocation then moves them).
+    #[arg(long, default_value_t = 30000)]
+    controlled_shutdown_timeout_ms: u64,
     /// `unclean.leader.election.enable`: elect an out-of-sync replica when no
     /// in-sync one is alive (loses the writes only the others had).
     #[arg(long)]
@@ -250,6 +255,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         lease_ttl: Duration::from_millis(args.lease_ttl_ms),
         unclean_leader_election: args.unclean_leader_election,
         startup_wait: Duration::from_millis(args.lease_ttl_ms * 3),
+        controlled_shutdown: Duration::from_millis(args.controlled_shutdown_timeout_ms),
     };
     let replication = replication::ReplicationConfig {
         replica_lag_time_max: Duration::from_millis(args.replica_lag_time_max_ms),

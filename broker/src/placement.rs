@@ -55,7 +55,8 @@ pub fn loads(view: &ClusterView) -> BTreeMap<i32, BrokerLoad> {
             let load = BrokerLoad {
                 node,
                 rack: r.rack.clone(),
-                capacity_left: r.partition_capacity,
+                // A broker shutting down takes no new replicas.
+                capacity_left: if r.shutting_down { 0 } else { r.partition_capacity },
                 leaders: 0,
                 replicas: 0,
                 per_shard: vec![(0, 0); r.shards.max(1) as usize],

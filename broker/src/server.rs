@@ -117,6 +117,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         data_dir_id: prepared.data_dir_id,
         partition_capacity,
         build: env!("CARGO_PKG_VERSION").to_string(),
+        shutting_down: false,
     };
     control.block_on(membership::register(&cluster, &record, Duration::from_secs(60)))?;
 
@@ -209,6 +210,9 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         signal.await?;
         anyhow::Ok(true)
     });
+    if matches!(result, Ok(true)) && !opts.cluster.controlled_shutdown.is_zero() {
+        control.block_on(membership::hand_over(&cluster, opts.cluster.controlled_shutdown));
+    }
     tracing::info!("shutting down: leaving the cluster and flushing logs");
     let _ = shutdown_tx.send(true);
     control.block_on(membership::leave(&cluster));

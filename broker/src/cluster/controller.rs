@@ -271,11 +271,18 @@ impl Duties<'_> {
 
     async fn assign_coordinators(&self) -> Result<(), CoordError> {
         let keys = &self.cluster.keys;
-        let live: Vec<i32> = self.view.brokers.keys().copied().collect();
+        // Brokers shutting down coordinate nothing, unless all are.
+        let mut live: Vec<i32> =
+            self.view.brokers.iter().filter(|(_, b)| !b.record.shutting_down).map(|(n, _)| *n).collect();
+        if live.is_empty() {
+            live = self.view.brokers.keys().copied().collect();
+        }
         if live.is_empty() {
             return Ok(());
         }
-        let valid = |c: &CoordinatorRecord| self.view.incarnation(c.node_id) == Some(c.incarnation);
+        let valid = |c: &CoordinatorRecord| {
+            self.view.incarnation(c.node_id) == Some(c.incarnation) && live.contains(&c.node_id)
+        };
         let mut owned: BTreeMap<i32, u32> = live.iter().map(|&n| (n, 0)).collect();
         for c in self.view.coordinators.iter().flatten() {
             if valid(&c.record) {
@@ -336,12 +343,30 @@ pub fn next_state(
     preferred: bool,
 ) -> Option<PartitionRecord> {
     let live = |n: i32| view.incarnation(n);
+    let leaving = |n: i32| view.broker(n).is_some_and(|b| b.record.shutting_down);
     let in_sync: Vec<IsrMember> = rec.isr.iter().copied().filter(|m| live(m.node) == Some(m.incarnation)).collect();
     let leader_ok = rec.leader >= 0 && live(rec.leader) == Some(rec.leader_incarnation);
     let mut next = rec.clone();
     if leader_ok {
+        // Controlled shutdown: a leaving leader hands over to an in-sync
+        // replica that stays, and leaves the ISR (so the high watermark does
+        // not wait for it when it stops); a leaving follower leaves the ISR.
+        // Only while someone else stays in sync: never an empty ISR.
+        let staying: Vec<IsrMember> = in_sync.iter().copied().filter(|m| !leaving(m.node)).collect();
+        if !staying.is_empty() && in_sync.iter().any(|m| leaving(m.node)) {
+            if leaving(rec.leader) {
+                let to = *rec.replicas.iter().find(|r| staying.iter().any(|m| m.node == **r)).expect("staying");
+                next.leader = to;
+                next.leader_incarnation = live(to).expect("in sync means alive");
+                next.leader_epoch += 1;
+            }
+            next.isr = staying;
+            next.partition_epoch += 1;
+            return Some(next);
+        }
         let first = rec.replicas.first().copied();
-        let hand_over = preferred && first.is_some_and(|f| f != rec.leader && in_sync.iter().any(|m| m.node == f));
+        let hand_over =
+            preferred && first.is_some_and(|f| f != rec.leader && !leaving(f) && in_sync.iter().any(|m| m.node == f));
         if hand_over {
             let f = first.expect("checked");
             next.leader = f;
@@ -364,7 +389,14 @@ pub fn next_state(
         n.partition_epoch += 1;
         n
     };
-    if let Some(&leader) = rec.replicas.iter().find(|r| in_sync.iter().any(|m| m.node == **r)) {
+    // In-sync replicas that are not leaving first, then leaving ones (a
+    // leader that stops soon beats no leader).
+    let candidate = rec
+        .replicas
+        .iter()
+        .find(|r| !leaving(**r) && in_sync.iter().any(|m| m.node == **r))
+        .or_else(|| rec.replicas.iter().find(|r| in_sync.iter().any(|m| m.node == **r)));
+    if let Some(&leader) = candidate {
         return Some(elect(leader, in_sync));
     }
     // Nobody is in sync in the incarnation that was: the last holders of the
@@ -424,6 +456,7 @@ mod tests {
                 data_dir_id: String::new(),
                 partition_capacity: 100,
                 build: String::new(),
+                shutting_down: false,
             };
             v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease }));
         }
@@ -443,6 +476,34 @@ mod tests {
             adding: vec![],
             removing: vec![],
         }
+    }
+
+    fn leaving(mut v: ClusterView, node: i32) -> ClusterView {
+        let b = v.brokers.get(&node).expect("registered");
+        let mut record = b.record.clone();
+        record.shutting_down = true;
+        v.brokers.insert(node, Arc::new(Stored { record, version: 2, create_revision: 1, lease: b.lease }));
+        v
+    }
+
+    #[test]
+    fn a_broker_shutting_down_hands_over_its_leaderships_and_leaves_isrs() {
+        let v = leaving(view(&[(1, 10), (2, 20), (3, 30)]), 1);
+        let n = next_state(&rec(1, 10, &[(1, 10), (2, 20), (3, 30)]), &v, false, false).unwrap();
+        assert_eq!((n.leader, n.leader_incarnation, n.leader_epoch), (2, 20, 6));
+        assert_eq!(n.isr_nodes(), vec![2, 3]);
+        // As a follower, it leaves the ISR; the leader stays.
+        let f = next_state(&rec(2, 20, &[(1, 10), (2, 20), (3, 30)]), &v, false, false).unwrap();
+        assert_eq!((f.leader, f.leader_epoch, f.isr_nodes()), (2, 5, vec![2, 3]));
+        // Alone in sync: it keeps leading (no one to hand over to).
+        assert_eq!(next_state(&rec(1, 10, &[(1, 10)]), &v, false, false), None);
+        // Never the target of a preferred-leader handover.
+        let p = rec(2, 20, &[(2, 20), (3, 30)]);
+        assert_eq!(next_state(&p, &v, false, true), None);
+        // Elected only when no other in-sync replica is left.
+        let dead_leader = view(&[(1, 10), (3, 30)]);
+        let e = next_state(&rec(2, 20, &[(1, 10), (2, 20), (3, 30)]), &leaving(dead_leader, 1), false, false);
+        assert_eq!(e.unwrap().leader, 3);
     }
 
     #[test]

@@ -122,6 +122,69 @@ pub async fn maintain(cluster: Arc<Cluster>, record: BrokerRecord, mut shutdown:
     }
 }
 
+/// Controlled shutdown, before `leave`: marks this broker's registration
+/// `shutting_down` (same lease), so the controller hands its leaderships to
+/// in-sync replicas that stay, takes it out of ISRs and moves its group
+/// coordinator slots; then waits, at most `wait`, until the view shows it
+/// leads nothing that another in-sync replica could take and coordinates no
+/// slot. Writes parked on it meanwhile fail as "possibly written" and are
+/// retried by clients on the new leaders, so a rolling restart fails no
+/// idempotent write.
+pub async fn hand_over(cluster: &Cluster, wait: Duration) {
+    let me = cluster.node_id();
+    let key = cluster.keys.broker(me);
+    let marked = async {
+        let current = cluster.store.get(&key).await?.ok_or_else(|| CoordError::Unavailable("not registered".into()))?;
+        let mut record: BrokerRecord =
+            serde_json::from_slice(&current.value).map_err(|e| CoordError::Unavailable(e.to_string()))?;
+        if current.lease != cluster.lease.id() {
+            return Err(CoordError::Unavailable("registered under another lease".into()));
+        }
+        record.shutting_down = true;
+        let put = Op::put_leased(key.clone(), to_json(&record), current.lease);
+        let applied = cluster.store.txn(vec![Compare::version(key.clone(), current.version)], vec![put]).await?.applied;
+        Ok::<bool, CoordError>(applied)
+    };
+    match tokio::time::timeout(Duration::from_secs(5), marked).await {
+        Ok(Ok(true)) => tracing::info!("controlled shutdown: handing leaderships to in-sync replicas"),
+        Ok(Ok(false)) => {
+            tracing::warn!("controlled shutdown: the registration changed under us; stopping without handing over");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("controlled shutdown: could not mark this broker leaving ({e}); stopping without it");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("controlled shutdown: the metadata store did not answer; stopping without it");
+            return;
+        }
+    }
+    let inc = cluster.incarnation();
+    let done = cluster
+        .wait_for(wait, |v| {
+            let movable = v.topics.values().flat_map(|t| t.partitions.iter().flatten()).any(|p| {
+                let r = &p.record;
+                r.leader == me
+                    && r.isr.iter().any(|m| {
+                        m.node != me
+                            && v.incarnation(m.node) == Some(m.incarnation)
+                            && v.broker(m.node).is_some_and(|b| !b.record.shutting_down)
+                    })
+            });
+            let others = v.brokers.values().any(|b| b.record.node_id != me && !b.record.shutting_down);
+            let slots = others
+                && (0..laminar_coord::cluster::GROUP_SLOTS)
+                    .any(|s| v.coordinator(s).is_some_and(|c| c.record.node_id == me && c.record.incarnation == inc));
+            (!movable && !slots).then_some(())
+        })
+        .await;
+    match done {
+        Some(()) => tracing::info!("controlled shutdown: nothing left to hand over"),
+        None => tracing::warn!(?wait, "controlled shutdown: not everything was handed over in time; stopping anyway"),
+    }
+}
+
 /// Leaves the cluster on a clean shutdown: stop acting, then revoke the lease
 /// so the controller moves our leaderships away at once instead of after the TTL.
 pub async fn leave(cluster: &Cluster) {

@@ -48,6 +48,8 @@ pub struct ClusterConfig {
     /// How long a broker waits, at start, for the controller to make it
     /// leader of what it led before (bounded; it serves what it can after).
     pub startup_wait: Duration,
+    /// Controlled shutdown's bound (`membership::hand_over`); zero skips it.
+    pub controlled_shutdown: Duration,
 }
 
 /// Shared by every thread of the broker (`Send + Sync`).

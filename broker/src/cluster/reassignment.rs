@@ -156,6 +156,7 @@ mod tests {
                 data_dir_id: String::new(),
                 partition_capacity: 1000,
                 build: String::new(),
+                shutting_down: false,
             };
             let stored = Stored { record, version: 1, create_revision: 1, lease: node as i64 * 10 };
             v.brokers.insert(node, std::sync::Arc::new(stored));

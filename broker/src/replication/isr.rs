@@ -17,7 +17,13 @@ use crate::shard::{ReplicaKey, SharedShard};
 /// Adds `node` (caught up) to the ISR. It counts for the high watermark at
 /// once (the maximal ISR), before the write commits.
 pub fn expand(shard: &SharedShard, key: ReplicaKey, leader: SharedLeader, node: i32) {
-    let Some(incarnation) = shard.borrow().cluster.view().incarnation(node) else { return };
+    let view = shard.borrow().cluster.view();
+    let Some(broker) = view.broker(node) else { return };
+    if broker.record.shutting_down {
+        // It is leaving (controlled shutdown): the controller just took it out.
+        return;
+    }
+    let incarnation = broker.lease;
     let member = IsrMember { node, incarnation };
     let isr = {
         let l = leader.borrow();

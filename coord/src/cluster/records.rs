@@ -34,6 +34,11 @@ pub struct BrokerRecord {
     pub partition_capacity: u32,
     #[serde(default)]
     pub build: String,
+    /// Set by a broker stopping cleanly (controlled shutdown): the controller
+    /// moves its leaderships and group coordinator slots to others and drops
+    /// it from ISRs, so its clients see no failed writes when it goes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shutting_down: bool,
 }
 
 /// `<P>/meta/controller`: the elected controller, bound to its lease.
