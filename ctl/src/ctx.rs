@@ -1,17 +1,23 @@
-//! What every command may need: etcd and the brokers, each connected on
-//! first use, with the errors that say which flag is missing.
+//! What every command may need: the cluster's records (etcd, or a stopped
+//! single node's embedded store) and the brokers, each connected on first
+//! use, with errors that say which flag is missing.
+
+use std::path::PathBuf;
 
 use tokio::sync::OnceCell;
 
 use crate::error::{CtlError, Result};
-use crate::etcd::Etcd;
 use crate::kafka::Kafka;
 use crate::output::Format;
+use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Globals {
     pub etcd: Vec<String>,
-    pub etcd_prefix: String,
+    /// `--etcd-prefix` as given; `None`: `/laminar` for etcd, empty for an
+    /// embedded store (a single node's keys have no prefix).
+    pub etcd_prefix: Option<String>,
+    pub data_dir: Option<PathBuf>,
     pub bootstrap: Option<String>,
     pub output: Format,
     pub request_timeout_ms: u64,
@@ -19,43 +25,61 @@ pub struct Globals {
 
 pub struct Ctx {
     pub g: Globals,
-    etcd: OnceCell<Etcd>,
+    store: OnceCell<Store>,
     kafka: OnceCell<Kafka>,
 }
 
 impl Ctx {
     pub fn new(g: Globals) -> Ctx {
-        Ctx { g, etcd: OnceCell::new(), kafka: OnceCell::new() }
+        Ctx { g, store: OnceCell::new(), kafka: OnceCell::new() }
     }
 
-    pub fn has_etcd(&self) -> bool {
-        !self.g.etcd.is_empty()
+    /// `--etcd` or `--data-dir` was given.
+    pub fn has_store(&self) -> bool {
+        !self.g.etcd.is_empty() || self.g.data_dir.is_some()
     }
 
-    /// etcd, for `command`, which cannot work without it.
-    pub async fn etcd(&self, command: &str) -> Result<&Etcd> {
-        if !self.has_etcd() {
+    /// The cluster's records, for `command`, which cannot work without them.
+    pub async fn store(&self, command: &str) -> Result<&Store> {
+        self.store_with(command, false).await
+    }
+
+    /// [`Ctx::store`]; `create`: a `--data-dir` without a store gets an
+    /// empty one (restoring a backup into a new data directory).
+    pub async fn store_with(&self, command: &str, create: bool) -> Result<&Store> {
+        if !self.has_store() {
             return Err(CtlError::usage(format!(
-                "`{command}` reads the cluster's records in etcd: pass --etcd http://HOST:2379 \
-                 (a single node without etcd keeps them in its embedded store, which laminarctl does not open)"
+                "`{command}` reads the cluster's records: pass --etcd http://HOST:2379 for a cluster, \
+                 or --data-dir DIR for a stopped single node's embedded store"
             )));
         }
-        self.etcd
+        if !self.g.etcd.is_empty() && self.g.data_dir.is_some() {
+            return Err(CtlError::usage("--etcd and --data-dir name two different stores: pass one"));
+        }
+        self.store
             .get_or_try_init(|| async {
-                let (endpoints, prefix, timeout) =
-                    (self.g.etcd.clone(), self.g.etcd_prefix.clone(), self.g.request_timeout_ms);
-                // Connecting blocks for at most the dial timeout; keep it off the runtime's thread.
-                tokio::task::spawn_blocking(move || Etcd::connect(&endpoints, &prefix, timeout))
-                    .await
-                    .map_err(|e| CtlError::failed(format!("connecting to etcd: {e}")))?
+                let g = self.g.clone();
+                // Connecting and opening block (bounded by the dial timeout, or
+                // the store's recovery): keep them off the runtime's thread.
+                tokio::task::spawn_blocking(move || match &g.data_dir {
+                    Some(dir) => Store::open_embedded(dir, g.etcd_prefix.as_deref().unwrap_or(""), create),
+                    None => Store::connect_etcd(
+                        &g.etcd,
+                        g.etcd_prefix.as_deref().unwrap_or("/laminar"),
+                        g.request_timeout_ms,
+                    ),
+                })
+                .await
+                .map_err(|e| CtlError::failed(format!("opening the metadata store: {e}")))?
             })
             .await
     }
 
-    /// etcd if `--etcd` was given, for commands that show more with it.
-    pub async fn etcd_if_given(&self, command: &str) -> Result<Option<&Etcd>> {
-        if self.has_etcd() {
-            Ok(Some(self.etcd(command).await?))
+    /// The store if `--etcd` or `--data-dir` was given, for commands that
+    /// show more with it.
+    pub async fn store_if_given(&self, command: &str) -> Result<Option<&Store>> {
+        if self.has_store() {
+            Ok(Some(self.store(command).await?))
         } else {
             Ok(None)
         }
@@ -68,23 +92,25 @@ impl Ctx {
             .get_or_try_init(|| async {
                 let bootstrap = match &self.g.bootstrap {
                     Some(b) => b.clone(),
-                    None if self.has_etcd() => {
-                        let etcd = self.etcd("this command").await?;
-                        let live = etcd.live_listeners().await?;
+                    None if !self.g.etcd.is_empty() => {
+                        let store = self.store("this command").await?;
+                        let live = store.live_listeners().await?;
                         if live.is_empty() {
                             return Err(CtlError::unreachable(format!(
-                                "no broker is registered under {} in etcd at {} (all stopped?): start one, or pass --bootstrap-server",
-                                etcd.prefix_shown(),
-                                etcd.endpoints
+                                "no broker is registered under {} in {} (all stopped?): start one, or pass --bootstrap-server",
+                                store.prefix_shown(),
+                                store.source()
                             )));
                         }
                         live.join(",")
                     }
-                    None => {
+                    None if self.g.data_dir.is_some() => {
                         return Err(CtlError::usage(
-                            "this command talks to the brokers: pass --bootstrap-server HOST:PORT (or --etcd URL to find them)",
+                            "this command talks to the running broker: pass --bootstrap-server HOST:PORT \
+                             (--data-dir only reads a stopped broker's store)",
                         ))
                     }
+                    None => crate::DEFAULT_BOOTSTRAP.to_string(),
                 };
                 Kafka::connect(&bootstrap, self.g.request_timeout_ms).await
             })

@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use laminar_coord::CoordError;
-
 /// Exit statuses (docs/operations.md, "laminarctl", lists them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -64,17 +62,6 @@ impl fmt::Display for CtlError {
     }
 }
 
-/// An etcd call's failure, naming the endpoints the operator gave.
-pub fn etcd(endpoints: &str, e: CoordError) -> CtlError {
-    match e {
-        CoordError::Unavailable(detail) => {
-            CtlError::unreachable(format!("etcd at {endpoints} unreachable ({detail}): check --etcd"))
-        }
-        CoordError::TooLarge { .. } => CtlError::failed(format!("etcd at {endpoints}: {e}")),
-        e => CtlError::failed(format!("etcd at {endpoints}: {e}")),
-    }
-}
-
 /// A Kafka-protocol call's failure, naming the bootstrap servers.
 pub fn kafka(bootstrap: &str, e: laminar_client::Error) -> CtlError {
     use laminar_client::Error as E;
@@ -118,7 +105,8 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_check() {
-        let e = etcd("http://127.0.0.1:1", CoordError::Unavailable("connection refused".into()));
+        use laminar_coord::CoordError;
+        let e = crate::store::etcd_error("http://127.0.0.1:1", CoordError::Unavailable("connection refused".into()));
         assert_eq!(e.exit, Exit::Unreachable);
         assert_eq!(e.message, "etcd at http://127.0.0.1:1 unreachable (connection refused): check --etcd");
         let k = kafka("127.0.0.1:1", laminar_client::Error::NoBroker("refused".into()));

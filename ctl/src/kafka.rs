@@ -8,9 +8,16 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest};
+use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, ApiKey, BrokerId, DescribeLogDirsRequest, ElectLeadersRequest,
+    FindCoordinatorRequest, ListPartitionReassignmentsRequest, TopicName,
+};
 use kafka_protocol::protocol::{Request, StrBytes};
-use laminar_client::{BrokerConnection, Client, ClientConfig, ClusterMetadata, ConnectionConfig, OffsetSpec, TopicMetadata};
+use laminar_client::{
+    BrokerConnection, Client, ClientConfig, ClusterMetadata, ConnectionConfig, OffsetSpec, TopicMetadata,
+};
 
 use crate::error::{self, CtlError, Exit, Result};
 
@@ -20,6 +27,11 @@ pub const COORDINATOR_RETRY_CODES: [i16; 3] = [14, 15, 16];
 /// Attempts at a group call that meets a moving coordinator.
 const COORDINATOR_ATTEMPTS_MAX: usize = 10;
 const COORDINATOR_RETRY_PAUSE: Duration = Duration::from_millis(300);
+/// How long a broker may take to apply a reassignment or an election.
+const ADMIN_TIMEOUT_MS: i32 = 30_000;
+
+/// A partition's outcome in an admin answer: `Ok`, or the error code and message.
+pub type PartitionOutcome = Result<(), (i16, String)>;
 
 pub struct Kafka {
     client: Client,
@@ -54,10 +66,9 @@ impl Kafka {
         let md = self.metadata(Some(&[name])).await?;
         match md.topic(name) {
             Some(t) if t.error_code == 0 => Ok(t.clone()),
-            Some(t) if t.error_code != 3 => Err(CtlError::failed(format!(
-                "topic {name}: {}",
-                error::code_text(t.error_code, None)
-            ))),
+            Some(t) if t.error_code != 3 => {
+                Err(CtlError::failed(format!("topic {name}: {}", error::code_text(t.error_code, None))))
+            }
             _ => Err(unknown_topic(name, &self.bootstrap)),
         }
     }
@@ -105,7 +116,8 @@ impl Kafka {
         let mut last = String::new();
         for _ in 0..COORDINATOR_ATTEMPTS_MAX {
             let any = self.any().await?;
-            let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
+            let req =
+                FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
             let (resp, _) = self.call(&any, &req, 0..=3).await?;
             if resp.error_code == 0 {
                 return self.broker(resp.node_id.0).await;
@@ -187,6 +199,153 @@ impl Kafka {
                     }
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Kafka {
+    /// Reassignments in progress (ListPartitionReassignments, every topic):
+    /// (topic, partition) → (adding, removing).
+    pub async fn ongoing_reassignments(&self) -> Result<crate::snapshot::Ongoing> {
+        let conn = self.any().await?;
+        let req = ListPartitionReassignmentsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS).with_topics(None);
+        let (resp, _) = self.call(&conn, &req, 0..=0).await?;
+        if resp.error_code != 0 {
+            return Err(CtlError::failed(format!(
+                "listing reassignments: {}",
+                error::code_text(resp.error_code, resp.error_message.as_deref())
+            )));
+        }
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        let mut out = BTreeMap::new();
+        for t in resp.topics {
+            for p in t.partitions {
+                out.insert(
+                    (t.name.0.to_string(), p.partition_index),
+                    (ids(&p.adding_replicas), ids(&p.removing_replicas)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// AlterPartitionReassignments: moves each partition to its target
+    /// replicas (`None` cancels the move in progress). One outcome per
+    /// partition, keyed by (topic, partition).
+    pub async fn alter_reassignments(
+        &self,
+        moves: &[(String, i32, Option<Vec<i32>>)],
+    ) -> Result<BTreeMap<(String, i32), PartitionOutcome>> {
+        let mut topics: Vec<ReassignableTopic> = Vec::new();
+        for (topic, partition, target) in moves {
+            let p = ReassignablePartition::default()
+                .with_partition_index(*partition)
+                .with_replicas(target.as_ref().map(|t| t.iter().map(|&n| BrokerId(n)).collect()));
+            match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partitions.push(p),
+                None => topics.push(
+                    ReassignableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
+        // v1 with allow_replication_factor_change: a plan may change it, as v0 always allowed.
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(ADMIN_TIMEOUT_MS)
+            .with_allow_replication_factor_change(true)
+            .with_topics(topics);
+        let conn = self.any().await?;
+        let (resp, _) = self.call(&conn, &req, 0..=1).await?;
+        if resp.error_code != 0 {
+            return Err(CtlError::failed(format!(
+                "the broker refused the reassignment: {}",
+                error::code_text(resp.error_code, resp.error_message.as_deref())
+            )));
+        }
+        let mut out = BTreeMap::new();
+        for t in resp.responses {
+            for p in t.partitions {
+                let outcome = if p.error_code == 0 {
+                    Ok(())
+                } else {
+                    Err((p.error_code, error::code_text(p.error_code, p.error_message.as_deref())))
+                };
+                out.insert((t.name.0.to_string(), p.partition_index), outcome);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the broker we talk to serves `api` at all.
+    pub async fn offers(&self, api: ApiKey) -> Result<bool> {
+        Ok(self.any().await?.versions().range(api).is_some())
+    }
+
+    /// ElectLeaders (preferred) for the partitions named. One outcome per
+    /// partition; ELECTION_NOT_NEEDED counts as done.
+    pub async fn elect_preferred(&self, parts: &[(String, i32)]) -> Result<BTreeMap<(String, i32), PartitionOutcome>> {
+        let mut topics: Vec<TopicPartitions> = Vec::new();
+        for (topic, partition) in parts {
+            match topics.iter_mut().find(|t| t.topic.0.as_str() == topic) {
+                Some(t) => t.partitions.push(*partition),
+                None => topics.push(
+                    TopicPartitions::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![*partition]),
+                ),
+            }
+        }
+        let conn = self.any().await?;
+        let req = ElectLeadersRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS).with_topic_partitions(Some(topics));
+        let (resp, version) = self.call(&conn, &req, 0..=2).await.map_err(|e| {
+            if e.message.contains("does not offer") {
+                CtlError::failed(format!(
+                    "{}: this broker predates ElectLeaders; its controller still moves leaders to preferred replicas                      within about 10 s",
+                    e.message
+                ))
+            } else {
+                e
+            }
+        })?;
+        if version >= 1 && resp.error_code != 0 {
+            return Err(CtlError::failed(format!(
+                "the broker refused the election: {}",
+                error::code_text(resp.error_code, None)
+            )));
+        }
+        const ELECTION_NOT_NEEDED: i16 = 84;
+        let mut out = BTreeMap::new();
+        for t in resp.replica_election_results {
+            for p in t.partition_result {
+                let outcome = match p.error_code {
+                    0 | ELECTION_NOT_NEEDED => Ok(()),
+                    c => Err((c, error::code_text(c, p.error_message.as_deref()))),
+                };
+                out.insert((t.topic.0.to_string(), p.partition_id), outcome);
+            }
+        }
+        Ok(out)
+    }
+
+    /// DescribeLogDirs of one broker: (topic, partition) → size on disk in bytes.
+    pub async fn log_sizes(&self, node: i32) -> Result<BTreeMap<(String, i32), u64>> {
+        let conn = self.broker(node).await?;
+        let (resp, version) = self.call(&conn, &DescribeLogDirsRequest::default().with_topics(None), 1..=4).await?;
+        if version >= 3 && resp.error_code != 0 {
+            return Err(CtlError::failed(format!(
+                "broker {node} refused DescribeLogDirs: {}",
+                error::code_text(resp.error_code, None)
+            )));
+        }
+        let mut out = BTreeMap::new();
+        for dir in resp.results.into_iter().filter(|d| d.error_code == 0) {
+            for t in dir.topics {
+                for p in t.partitions {
+                    out.insert((t.name.0.to_string(), p.partition_index), p.partition_size.max(0) as u64);
+                }
             }
         }
         Ok(out)

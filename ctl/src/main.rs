@@ -3,21 +3,24 @@
 //! brokers own (topics, offsets, groups, reassignments) goes through the
 //! Kafka admin API, so those commands work against a single node too.
 //!
-//! Layout: `main.rs` flags and dispatch; `ctx.rs` connections; `etcd.rs`,
-//! `kafka.rs` the two ways in; one file per command family (`status`,
-//! `topic`, `group`, `leader`, `reassign`, `metadata`); `output.rs` tables
-//! and JSON; `error.rs` messages and exit statuses.
+//! Layout: `main.rs` flags and dispatch; `ctx.rs` connections; `store.rs`
+//! (etcd, or a stopped single node's embedded store) and `kafka.rs` the two
+//! ways in; `snapshot.rs` who holds and leads what, from either; one file
+//! per command family (`status`, `topic`, `group`, `leader`, `reassign`,
+//! `metadata`); `output.rs` tables and JSON; `error.rs` messages and exit
+//! statuses; `time.rs` timestamps.
 
 mod ctx;
 mod error;
-mod etcd;
 mod group;
 mod kafka;
 mod leader;
 mod metadata;
 mod output;
 mod reassign;
+mod snapshot;
 mod status;
+mod store;
 mod time;
 mod topic;
 
@@ -28,6 +31,9 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use crate::ctx::{Ctx, Globals};
 use crate::error::Result;
 use crate::output::{Format, Report};
+
+/// Where the Kafka-protocol commands go without --bootstrap-server or --etcd.
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,11 +47,17 @@ struct Cli {
     /// etcd endpoints of the cluster (`http://host:port`, comma-separated).
     #[arg(long, global = true, value_delimiter = ',', value_name = "URLS")]
     etcd: Vec<String>,
-    /// The cluster's key prefix in etcd (the brokers' --etcd-prefix).
-    #[arg(long, global = true, default_value = "/laminar", value_name = "PREFIX")]
-    etcd_prefix: String,
+    /// The cluster's key prefix in etcd (the brokers' --etcd-prefix; default
+    /// /laminar, none in a single node's embedded store).
+    #[arg(long, global = true, value_name = "PREFIX")]
+    etcd_prefix: Option<String>,
+    /// A stopped single node's data directory (its --data-dir): commands
+    /// that read the cluster's records read its embedded store instead of etcd.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// A broker to talk the Kafka protocol to (`host:port`, comma-separated
-    /// for several); found in etcd when only --etcd is given.
+    /// for several); found in etcd when only --etcd is given; 127.0.0.1:9092
+    /// when neither is.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     bootstrap_server: Option<String>,
     /// Aligned tables for people, or one JSON document for scripts.
@@ -100,9 +112,7 @@ enum TopicCmd {
     List,
     /// Per partition: leader, leader epoch, replicas, ISR, log start offset,
     /// high watermark (every topic when none is named).
-    Describe {
-        topics: Vec<String>,
-    },
+    Describe { topics: Vec<String> },
     /// Deletes topics.
     Delete {
         #[arg(required = true)]
@@ -261,6 +271,7 @@ fn main() {
     let globals = Globals {
         etcd: cli.etcd.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         etcd_prefix: cli.etcd_prefix.clone(),
+        data_dir: cli.data_dir.clone(),
         bootstrap: cli.bootstrap_server.clone().filter(|s| !s.trim().is_empty()),
         output: cli.output,
         request_timeout_ms: cli.request_timeout_ms.max(1),

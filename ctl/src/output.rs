@@ -18,6 +18,8 @@ pub enum Format {
 pub enum Block {
     Line(String),
     Table(Table),
+    /// Printed as is (a document the command produces, e.g. an export).
+    Raw(String),
 }
 
 /// One command's output.
@@ -50,6 +52,11 @@ impl Report {
         self
     }
 
+    pub fn raw(&mut self, text: String) -> &mut Report {
+        self.text.push(Block::Raw(text));
+        self
+    }
+
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Json => {
@@ -66,6 +73,7 @@ impl Report {
                             out.push('\n');
                         }
                         Block::Table(t) => out.push_str(&t.render()),
+                        Block::Raw(s) => out.push_str(s),
                     }
                 }
                 out
@@ -92,10 +100,6 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     pub fn render(&self) -> String {
         let n = self.headers.len();
         let width = |i: usize| {
@@ -103,7 +107,10 @@ impl Table {
         };
         let widths: Vec<usize> = (0..n).map(width).collect();
         let numeric: Vec<bool> = (0..n)
-            .map(|i| !self.rows.is_empty() && self.rows.iter().all(|r| r[i] == "-" || r[i].parse::<f64>().is_ok()))
+            .map(|i| {
+                self.rows.iter().any(|r| r[i].parse::<f64>().is_ok())
+                    && self.rows.iter().all(|r| r[i] == "-" || r[i].parse::<f64>().is_ok())
+            })
             .collect();
         let mut out = String::new();
         for cells in std::iter::once(&self.headers).chain(self.rows.iter()) {
@@ -149,6 +156,10 @@ mod tests {
         t.row(vec!["orders".into(), "0".into(), "1".into()]);
         t.row(vec!["a".into(), "12".into(), "-".into()]);
         assert_eq!(t.render(), "TOPIC   PARTITION  LEADER\norders          0       1\na              12       -\n");
+        let mut dashes = Table::new(&["TYPE", "N"]);
+        dashes.row(vec!["-".into(), "1".into()]);
+        dashes.row(vec!["consumer".into(), "-".into()]);
+        assert_eq!(dashes.render(), "TYPE      N\n-         1\nconsumer  -\n", "a column of no number is text");
         let empty = Table::new(&["A", "B"]);
         assert_eq!(empty.render(), "A  B\n");
     }

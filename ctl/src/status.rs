@@ -1,8 +1,9 @@
-//! `cluster status`: the cluster as etcd records it (brokers and their
+//! `cluster status`: the cluster as its records say (brokers and their
 //! leases, the controller, every partition's leader, replicas and ISR),
 //! summed up per broker and per shard, with the partitions that need an
-//! operator's eye. Reads etcd only, so it works with every broker down.
-//! Without `--etcd` it shows what the brokers' Metadata says instead.
+//! operator's eye. Reads etcd (or a stopped single node's store) only, so
+//! it works with every broker down. Without either it shows what the
+//! brokers' Metadata says instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,13 +13,14 @@ use serde::Serialize;
 
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::etcd::listener;
 use crate::output::{ids, opt, Report, Table};
+use crate::store::listener;
 use crate::time;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterStatus {
-    /// `etcd` or `kafka` (Metadata): what the rest was read from.
+    /// `etcd`, `embedded` (a stopped single node's store) or `kafka`
+    /// (Metadata): what the rest was read from.
     pub source: &'static str,
     /// The etcd revision read at.
     pub revision: Option<u64>,
@@ -37,8 +39,9 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BrokerStatus {
     pub node: i32,
-    /// `alive` (registered: its lease lives) or `down` (named by partition
-    /// records, not registered).
+    /// `alive` (registered: its lease lives), `leaving` (registered and
+    /// shutting down: handing over its leaderships) or `down` (named by
+    /// partition records, not registered).
     pub state: &'static str,
     /// The lease id, which is the broker's incarnation.
     pub incarnation: Option<i64>,
@@ -82,7 +85,7 @@ pub fn leader_live(rec: &PartitionRecord, view: &ClusterView) -> bool {
     rec.leader >= 0 && view.incarnation(rec.leader) == Some(rec.leader_incarnation)
 }
 
-pub fn from_view(view: &ClusterView) -> ClusterStatus {
+pub fn from_view(view: &ClusterView, source: &'static str) -> ClusterStatus {
     let mut brokers: BTreeMap<i32, BrokerStatus> = BTreeMap::new();
     for (&node, b) in &view.brokers {
         let r = &b.record;
@@ -90,7 +93,7 @@ pub fn from_view(view: &ClusterView) -> ClusterStatus {
             node,
             BrokerStatus {
                 node,
-                state: "alive",
+                state: if r.shutting_down { "leaving" } else { "alive" },
                 incarnation: Some(b.lease),
                 listener: Some(listener(&r.host, r.port)),
                 rack: r.rack.clone(),
@@ -99,14 +102,12 @@ pub fn from_view(view: &ClusterView) -> ClusterStatus {
                 build: Some(r.build.clone()).filter(|b| !b.is_empty()),
                 leaders: 0,
                 replicas: 0,
-                per_shard: (0..r.shards.max(1))
-                    .map(|shard| ShardLoad { shard, leaders: 0, replicas: 0 })
-                    .collect(),
+                per_shard: (0..r.shards.max(1)).map(|shard| ShardLoad { shard, leaders: 0, replicas: 0 }).collect(),
             },
         );
     }
     let mut st = ClusterStatus {
-        source: "etcd",
+        source,
         revision: Some(view.revision),
         controller: view.controller_id(),
         controller_epoch: Some(view.controller_epoch),
@@ -258,9 +259,10 @@ pub fn from_metadata(md: &ClusterMetadata) -> ClusterStatus {
 
 pub fn render(st: &ClusterStatus) -> Report {
     let mut r = Report::new(st);
-    let alive = st.brokers.iter().filter(|b| b.state == "alive").count();
+    let alive = st.brokers.iter().filter(|b| b.state != "down").count();
     let source = match st.source {
         "etcd" => format!("etcd, revision {}", opt(st.revision)),
+        "embedded" => format!("the stopped broker's embedded store, revision {}", opt(st.revision)),
         _ => "broker Metadata (no --etcd: no leases, shards or controller epoch)".to_string(),
     };
     r.line(format!("source: {source}"));
@@ -271,6 +273,9 @@ pub fn render(st: &ClusterStatus) -> Report {
         (None, None) => "unknown".into(),
     };
     r.line(format!("controller: {controller}"));
+    if st.source == "embedded" {
+        r.line("(the broker is stopped: it and its partitions show as down and offline until it starts)");
+    }
     r.line(format!(
         "brokers: {alive} alive, {} down; topics: {}; partitions: {}; under-replicated: {}; offline: {}; reassigning: {}",
         st.brokers.len() - alive,
@@ -281,7 +286,8 @@ pub fn render(st: &ClusterStatus) -> Report {
         st.reassigning.len()
     ));
     r.line("");
-    let mut t = Table::new(&["NODE", "STATE", "INCARNATION", "LISTENER", "RACK", "SHARDS", "LEADERS", "REPLICAS", "STARTED"]);
+    let mut t =
+        Table::new(&["NODE", "STATE", "INCARNATION", "LISTENER", "RACK", "SHARDS", "LEADERS", "REPLICAS", "STARTED"]);
     for b in &st.brokers {
         t.row(vec![
             b.node.to_string(),
@@ -348,15 +354,9 @@ fn problems(r: &mut Report, title: &str, list: &[PartitionProblem]) {
 }
 
 pub async fn run(ctx: &Ctx) -> Result<Report> {
-    if ctx.has_etcd() {
-        let etcd = ctx.etcd("cluster status").await?;
-        let view = etcd.view().await?;
-        return Ok(render(&from_view(&view)));
-    }
-    if ctx.g.bootstrap.is_none() {
-        return Err(crate::error::CtlError::usage(
-            "`cluster status` reads etcd: pass --etcd http://HOST:2379 (or --bootstrap-server HOST:PORT for what a broker's Metadata says)",
-        ));
+    if let Some(store) = ctx.store_if_given("cluster status").await? {
+        let view = store.view().await?;
+        return Ok(render(&from_view(&view, if store.is_etcd() { "etcd" } else { "embedded" })));
     }
     let md = ctx.kafka().await?.metadata(None).await?;
     Ok(render(&from_metadata(&md)))
@@ -405,13 +405,20 @@ pub mod tests {
                 data_dir_id: String::new(),
                 partition_capacity: 1000,
                 build: String::new(),
+                shutting_down: false,
             };
             v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease }));
         }
         v
     }
 
-    pub fn part(topic_id: uuid::Uuid, replicas: &[i32], shards: &[u16], leader: i32, isr: &[(i32, i64)]) -> PartitionRecord {
+    pub fn part(
+        topic_id: uuid::Uuid,
+        replicas: &[i32],
+        shards: &[u16],
+        leader: i32,
+        isr: &[(i32, i64)],
+    ) -> PartitionRecord {
         let leader_incarnation = isr.iter().find(|m| m.0 == leader).map_or(0, |m| m.1);
         PartitionRecord {
             topic_id,
@@ -443,15 +450,15 @@ pub mod tests {
                 ],
             )],
         );
-        let st = from_view(&v);
+        let st = from_view(&v, "etcd");
         assert_eq!(st.partitions, 3);
-        let b: Vec<(i32, &str, u32, u32)> = st.brokers.iter().map(|b| (b.node, b.state, b.leaders, b.replicas)).collect();
+        let b: Vec<(i32, &str, u32, u32)> =
+            st.brokers.iter().map(|b| (b.node, b.state, b.leaders, b.replicas)).collect();
         assert_eq!(b, vec![(1, "alive", 2, 2), (2, "alive", 1, 2), (3, "down", 0, 1)]);
-        assert_eq!(st.brokers[0].per_shard, vec![ShardLoad { shard: 0, leaders: 1, replicas: 1 }, ShardLoad {
-            shard: 1,
-            leaders: 1,
-            replicas: 1
-        }]);
+        assert_eq!(
+            st.brokers[0].per_shard,
+            vec![ShardLoad { shard: 0, leaders: 1, replicas: 1 }, ShardLoad { shard: 1, leaders: 1, replicas: 1 }]
+        );
         assert_eq!(st.under_replicated.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(st.offline.iter().map(|p| p.partition).collect::<Vec<_>>(), vec![2]);
         assert_eq!(st.under_replicated[0].in_sync, vec![2]);

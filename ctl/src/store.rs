@@ -1,36 +1,88 @@
-//! The cluster as etcd holds it: laminarctl reads (and for a few commands
-//! writes) the records of `coord::cluster` directly, so `cluster status`
-//! works with every broker down. Writes are compare-and-swap on each
-//! record's version, as the controller's are.
+//! The cluster's records as laminarctl reads (and for a few commands
+//! writes) them, through `laminar-coord`: in etcd (`--etcd`), or in a
+//! stopped single node's embedded store (`--data-dir`). Reading them
+//! directly is what makes `cluster status` work with every broker down.
+//! Writes are compare-and-swap on each record's version, as the
+//! controller's are.
+
+use std::path::Path;
+use std::sync::Arc;
 
 use laminar_coord::cluster::{ClusterView, FormatRecord, Keys, FORMAT_VERSION};
-use laminar_coord::{Compare, EtcdOptions, EtcdStore, MetaStore, Op, Versioned, WatchItem};
+use laminar_coord::{Compare, CoordError, EmbeddedStore, EtcdOptions, EtcdStore, MetaStore, Op, Versioned, WatchItem};
 
-use crate::error::{self, CtlError, Result};
+use crate::error::{CtlError, Result};
 
-pub struct Etcd {
-    store: EtcdStore,
-    pub keys: Keys,
-    /// As given to `--etcd`, for messages.
-    pub endpoints: String,
+/// Longest wait for a TCP connection to an etcd endpoint.
+const ETCD_DIAL_TIMEOUT_MS: u64 = 3_000;
+
+enum Kind {
+    /// As given to `--etcd`.
+    Etcd { endpoints: String },
+    /// The directory given to `--data-dir`.
+    Embedded { dir: String },
 }
 
-impl Etcd {
-    /// Connects (blocking for at most `dial_timeout`) and checks that some
+pub struct Store {
+    store: Arc<dyn MetaStore>,
+    kind: Kind,
+    pub keys: Keys,
+}
+
+impl Store {
+    /// Connects (blocking for at most the dial timeout) and checks that some
     /// member answers.
-    pub fn connect(endpoints: &[String], prefix: &str, request_timeout_ms: u64) -> Result<Etcd> {
+    pub fn connect_etcd(endpoints: &[String], prefix: &str, request_timeout_ms: u64) -> Result<Store> {
         let shown = endpoints.join(",");
         let options = EtcdOptions {
-            dial_timeout: std::time::Duration::from_secs(3),
+            dial_timeout: std::time::Duration::from_millis(ETCD_DIAL_TIMEOUT_MS),
             request_timeout: std::time::Duration::from_millis(request_timeout_ms),
             ..EtcdOptions::default()
         };
-        let store = EtcdStore::connect(endpoints, options).map_err(|e| error::etcd(&shown, e))?;
-        Ok(Etcd { store, keys: Keys::new(prefix), endpoints: shown })
+        let store = EtcdStore::connect(endpoints, options).map_err(|e| etcd_error(&shown, e))?;
+        Ok(Store { store: Arc::new(store), kind: Kind::Etcd { endpoints: shown }, keys: Keys::new(prefix) })
     }
 
-    fn err(&self, e: laminar_coord::CoordError) -> CtlError {
-        error::etcd(&self.endpoints, e)
+    /// Opens a single node's embedded store, `<data_dir>/meta` (blocking),
+    /// creating an empty one if `create` (restoring a backup into a new
+    /// data directory). Refused while the broker runs: it holds the lock.
+    pub fn open_embedded(data_dir: &Path, prefix: &str, create: bool) -> Result<Store> {
+        let shown = data_dir.display().to_string();
+        let meta = data_dir.join("meta");
+        if !meta.is_dir() && !create {
+            return Err(CtlError::not_found(format!(
+                "no metadata store in {shown} (expected {}): check --data-dir (the broker's --data-dir)",
+                meta.display()
+            )));
+        }
+        let store = EmbeddedStore::open(&meta).map_err(|e| match e {
+            CoordError::Locked { holder, .. } => CtlError::failed(format!(
+                "the metadata store in {shown} is in use{} (the broker runs): stop the broker to read it here, \
+                 or use --bootstrap-server for what the running broker serves",
+                holder.map(|p| format!(" by pid {}", p.trim())).unwrap_or_default()
+            )),
+            e => CtlError::failed(format!("cannot open the metadata store in {shown}: {e}")),
+        })?;
+        Ok(Store { store: Arc::new(store), kind: Kind::Embedded { dir: shown }, keys: Keys::new(prefix) })
+    }
+
+    /// Where the records are, for messages: `etcd at URL` or `the store in DIR`.
+    pub fn source(&self) -> String {
+        match &self.kind {
+            Kind::Etcd { endpoints } => format!("etcd at {endpoints}"),
+            Kind::Embedded { dir } => format!("the metadata store in {dir}"),
+        }
+    }
+
+    pub fn is_etcd(&self) -> bool {
+        matches!(self.kind, Kind::Etcd { .. })
+    }
+
+    fn err(&self, e: CoordError) -> CtlError {
+        match &self.kind {
+            Kind::Etcd { endpoints } => etcd_error(endpoints, e),
+            Kind::Embedded { dir } => CtlError::failed(format!("the metadata store in {dir}: {e}")),
+        }
     }
 
     /// The prefix as written in messages (`/` for the empty one).
@@ -44,7 +96,7 @@ impl Etcd {
     }
 
     /// Every key under the cluster's prefix (the prefix itself followed by
-    /// `/`, so `/laminar` does not take in `/laminar2`).
+    /// `/`, so `/laminar` does not take in `/laminar2`), and the revision read at.
     pub async fn list_all(&self) -> Result<(Vec<(String, Versioned)>, u64)> {
         let prefix = format!("{}/", self.keys.prefix());
         self.store.list_with_revision(&prefix).await.map_err(|e| self.err(e))
@@ -58,12 +110,9 @@ impl Etcd {
         self.store.get(key).await.map_err(|e| self.err(e))
     }
 
+    /// Whether every compare held (and so the ops were applied).
     pub async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool> {
         Ok(self.store.txn(compares, ops).await.map_err(|e| self.err(e))?.applied)
-    }
-
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize> {
-        self.store.delete_prefix(prefix).await.map_err(|e| self.err(e))
     }
 
     /// Fails with [`crate::error::Exit::NotFound`] unless a Laminar cluster
@@ -72,9 +121,9 @@ impl Etcd {
     pub async fn require_cluster(&self) -> Result<()> {
         match self.get(&self.keys.format()).await? {
             None => Err(CtlError::not_found(format!(
-                "no Laminar cluster under prefix {} in etcd at {}: check --etcd-prefix (brokers use --etcd-prefix too; default /laminar)",
+                "no Laminar cluster under prefix {} in {}: check --etcd-prefix (brokers use --etcd-prefix too; default /laminar)",
                 self.prefix_shown(),
-                self.endpoints
+                self.source()
             ))),
             Some(v) => match serde_json::from_slice::<FormatRecord>(&v.value) {
                 Ok(f) if f.version <= FORMAT_VERSION => Ok(()),
@@ -100,6 +149,16 @@ impl Etcd {
     pub async fn live_listeners(&self) -> Result<Vec<String>> {
         let view = self.view().await?;
         Ok(view.brokers.values().map(|b| listener(&b.record.host, b.record.port)).collect())
+    }
+}
+
+/// An etcd call's failure, naming the endpoints the operator gave.
+pub fn etcd_error(endpoints: &str, e: CoordError) -> CtlError {
+    match e {
+        CoordError::Unavailable(detail) => {
+            CtlError::unreachable(format!("etcd at {endpoints} unreachable ({detail}): check --etcd"))
+        }
+        e => CtlError::failed(format!("etcd at {endpoints}: {e}")),
     }
 }
 

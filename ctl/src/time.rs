@@ -10,7 +10,8 @@ pub fn parse_datetime(s: &str) -> Result<i64, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().map_err(|_| format!("{s} is not a valid timestamp in milliseconds"));
     }
-    let bad = || format!("'{s}' is not a date-time: expected YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM] or milliseconds since 1970");
+    let bad =
+        || format!("'{s}' is not a date-time: expected YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM] or milliseconds since 1970");
     let (date, rest) = s.split_once(['T', ' ']).ok_or_else(bad)?;
     let mut d = date.splitn(3, '-');
     let year: i64 = num(d.next(), 4).ok_or_else(bad)?;

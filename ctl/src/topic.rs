@@ -1,7 +1,8 @@
 //! `topic create|list|describe|delete|alter-config|add-partitions`, through
 //! the Kafka admin API against any broker (the broker validates and writes
-//! the records). `describe` adds what etcd knows (shards, partition epoch)
-//! when `--etcd` is given.
+//! the records). `describe` asks every broker for its replicas' sizes on
+//! disk (DescribeLogDirs) and adds what etcd knows (shards, partition
+//! epoch) when `--etcd` is given.
 
 use std::collections::BTreeMap;
 
@@ -90,9 +91,18 @@ pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<Report> {
         partitions: usize,
         replication_factor: usize,
     }
-    let mut rep = Report::new(Created { topic: &a.topic, created: !existed, partitions: t.partitions.len(), replication_factor: rf });
+    let mut rep = Report::new(Created {
+        topic: &a.topic,
+        created: !existed,
+        partitions: t.partitions.len(),
+        replication_factor: rf,
+    });
     if existed {
-        rep.line(format!("topic {} exists already ({} partitions, replication factor {rf})", a.topic, t.partitions.len()));
+        rep.line(format!(
+            "topic {} exists already ({} partitions, replication factor {rf})",
+            a.topic,
+            t.partitions.len()
+        ));
     } else {
         rep.line(format!("created topic {} ({} partitions, replication factor {rf})", a.topic, t.partitions.len()));
     }
@@ -151,16 +161,18 @@ pub struct PartitionDescription {
     pub isr: Vec<i32>,
     pub log_start_offset: Option<i64>,
     pub high_watermark: Option<i64>,
-    /// Not available: Laminar brokers do not serve DescribeLogDirs.
+    /// The leader's replica's size on disk (DescribeLogDirs).
     pub size_bytes: Option<u64>,
+    /// Every replica's size on disk, by broker (those that answered).
+    pub replica_sizes: BTreeMap<i32, u64>,
     /// Why an offset is missing (the leader's error), if one is.
     pub error: Option<String>,
 }
 
 pub async fn describe(ctx: &Ctx, names: &[String]) -> Result<Report> {
     let kafka = ctx.kafka().await?;
-    let view = match ctx.etcd_if_given("topic describe").await? {
-        Some(etcd) => Some(etcd.view().await?),
+    let view = match ctx.store_if_given("topic describe").await? {
+        Some(store) => Some(store.view().await?),
         None => None,
     };
     let md = if names.is_empty() {
@@ -182,6 +194,18 @@ pub async fn describe(ctx: &Ctx, names: &[String]) -> Result<Report> {
         }
     }
     let configs = describe_configs(kafka, &wanted.iter().map(|t| t.name.as_str()).collect::<Vec<_>>()).await?;
+    // Sizes on disk: every broker answers for the replicas it holds. One
+    // that does not answer leaves its replicas' sizes unknown ("-").
+    let mut sizes: BTreeMap<i32, BTreeMap<(String, i32), u64>> = BTreeMap::new();
+    let mut size_failures = Vec::new();
+    for b in &md.brokers {
+        match kafka.log_sizes(b.node_id).await {
+            Ok(s) => {
+                sizes.insert(b.node_id, s);
+            }
+            Err(e) => size_failures.push(format!("broker {}: {}", b.node_id, e.message)),
+        }
+    }
     let mut out = Vec::new();
     for t in wanted {
         let parts: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
@@ -194,11 +218,15 @@ pub async fn describe(ctx: &Ctx, names: &[String]) -> Result<Report> {
             let start = starts.get(&p.partition).cloned().unwrap_or(Err(3));
             let end = ends.get(&p.partition).cloned().unwrap_or(Err(3));
             let error = [&start, &end].iter().find_map(|r| r.as_ref().err()).map(|&c| error::code_text(c, None));
+            let key = (t.name.clone(), p.partition);
+            let replica_sizes: BTreeMap<i32, u64> =
+                sizes.iter().filter_map(|(&node, s)| s.get(&key).map(|&bytes| (node, bytes))).collect();
+            let leader = rec.map_or(p.leader, |r| r.leader);
             details.push(PartitionDescription {
                 partition: p.partition,
                 // etcd is the source of truth when it is there; Metadata
                 // may lag it by the broker's watch delay.
-                leader: rec.map_or(p.leader, |r| r.leader),
+                leader,
                 leader_epoch: rec.map_or(p.leader_epoch, |r| r.leader_epoch),
                 partition_epoch: rec.map(|r| r.partition_epoch),
                 replicas: rec.map_or_else(|| p.replicas.clone(), |r| r.replicas.clone()),
@@ -206,7 +234,8 @@ pub async fn describe(ctx: &Ctx, names: &[String]) -> Result<Report> {
                 isr: rec.map_or_else(|| p.isr.clone(), |r| r.isr_nodes()),
                 log_start_offset: start.ok(),
                 high_watermark: end.ok(),
-                size_bytes: None,
+                size_bytes: replica_sizes.get(&leader).copied(),
+                replica_sizes,
                 error,
             });
         }
@@ -219,7 +248,11 @@ pub async fn describe(ctx: &Ctx, names: &[String]) -> Result<Report> {
             partition_details: details,
         });
     }
-    Ok(render_descriptions(&out))
+    let mut r = render_descriptions(&out);
+    for f in size_failures {
+        r.line(format!("(sizes unknown from {f})"));
+    }
+    Ok(r)
 }
 
 pub fn render_descriptions(out: &[TopicDescription]) -> Report {
@@ -238,8 +271,17 @@ pub fn render_descriptions(out: &[TopicDescription]) -> Report {
             if configs.is_empty() { "(defaults)".to_string() } else { configs.join(",") }
         ));
         let with_shards = t.partition_details.iter().any(|p| p.shards.is_some());
-        let mut headers =
-            vec!["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK", "SIZE", "ERROR"];
+        let mut headers = vec![
+            "PARTITION",
+            "LEADER",
+            "EPOCH",
+            "REPLICAS",
+            "ISR",
+            "LOG-START",
+            "HIGH-WATERMARK",
+            "SIZE-BYTES",
+            "ERROR",
+        ];
         if with_shards {
             headers.insert(5, "SHARDS");
             headers.insert(3, "PART-EPOCH");
@@ -268,7 +310,6 @@ pub fn render_descriptions(out: &[TopicDescription]) -> Report {
         }
         r.table(table);
     }
-    r.line("(SIZE: Laminar brokers do not serve DescribeLogDirs, so sizes on disk are not known here)");
     r
 }
 
@@ -442,13 +483,19 @@ mod tests {
                 isr: vec![2, 1],
                 log_start_offset: Some(0),
                 high_watermark: Some(42),
-                size_bytes: None,
+                size_bytes: Some(4096),
+                replica_sizes: [(2, 4096), (1, 4000)].into(),
                 error: None,
             }],
         };
         let text = render_descriptions(&[d]).render(crate::output::Format::Table);
-        assert!(text.starts_with("topic orders  partitions 1  replication factor 2  configs retention.ms=1000\n"), "{text}");
+        assert!(
+            text.starts_with("topic orders  partitions 1  replication factor 2  configs retention.ms=1000\n"),
+            "{text}"
+        );
         assert!(text.contains("PARTITION  LEADER  EPOCH  PART-EPOCH  REPLICAS  ISR  SHARDS"), "{text}");
-        assert!(text.contains("2,1  2,1  2:1,1:0"), "{text}");
+        assert!(text.contains("2,1       2,1  2:1,1:0"), "{text}");
+        assert!(text.contains("SIZE-BYTES"), "{text}");
+        assert!(text.contains("42        4096"), "{text}");
     }
 }
