@@ -476,9 +476,14 @@ def test_cluster_decommission_leaves_nothing_under_replicated(cluster):
     cluster.brokers[4].stop()
 
 
-def test_cluster_status_works_with_every_broker_down(cluster):
-    """Last: it stops the cluster's brokers."""
+def test_cluster_status_with_every_broker_down_and_disaster_recovery(cluster, tmp_path):
+    """Last: it stops the cluster's brokers. With all of them down, status
+    and check still read etcd. Then etcd loses every key, the backup is
+    imported, and the brokers, restarted on their data directories, serve
+    the topics and their records again."""
     e = etcd_args(cluster)
+    backup = tmp_path / "before-the-disaster.json"
+    run(*e, "metadata", "export", "--out", backup)
     for n, b in cluster.brokers.items():
         if b.proc is not None:
             cluster.kill(n)
@@ -486,7 +491,30 @@ def test_cluster_status_works_with_every_broker_down(cluster):
     st = run_json(*e, "cluster", "status")
     assert all(b["state"] == "down" for b in st["brokers"]) and st["controller"] is None
     assert st["offline"] and st["partitions"] == len(st["offline"])
+    assert "offline partitions: " in run(*e, "cluster", "status").stdout
     chk = run_json(*e, "metadata", "check", rc=5)
     assert any("not alive" in p["problem"] for p in chk["problems"])
     err = run(*e, "topic", "list", rc=3).stderr
     assert "no broker is registered" in err
+
+    cluster.etcd.ctl("del", "--prefix", "/laminar/")
+    run(*e, "cluster", "status", rc=4)
+    run(*e, "metadata", "import", "--file", backup)
+    for n in (1, 2, 3):
+        cluster.restart(n)
+    cluster.wait_all_registered()
+    got = []
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "ctl-dr-read", "auto.offset.reset": "earliest"})
+    c.subscribe(["ctl-d"])
+    deadline = time.time() + 60
+    while len(got) < 80 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+    assert sorted(got) == sorted(f"d{i}".encode() for i in range(80))
+    # The group offsets came back too.
+    d = run_json(*e, "group", "describe", "ctl-rg")
+    assert sum(o["committed_offset"] for o in d["offsets"]) == 20
+    cluster.wait_for("every partition led and in sync",
+                     lambda: not run_json(*e, "cluster", "status")["under_replicated"], timeout=30, interval=0.5)

@@ -36,6 +36,7 @@ const GROUP_ID_NOT_FOUND: i16 = 69;
         .required(true)
 ))]
 pub struct ResetArgs {
+    /// The group id.
     pub group: String,
     /// A topic (every partition) or `topic:0,2,5` (those partitions); repeat for several.
     #[arg(long, value_name = "TOPIC[:PARTITIONS]", value_parser = parse_topic_partitions)]
@@ -144,7 +145,13 @@ pub async fn list(ctx: &Ctx) -> Result<Report> {
                 continue;
             }
         };
-        let (resp, _) = kafka.call(&conn, &ListGroupsRequest::default(), 0..=4).await?;
+        let resp = match kafka.call(&conn, &ListGroupsRequest::default(), 0..=4).await {
+            Ok((resp, _)) => resp,
+            Err(e) => {
+                failures.push(format!("broker {}: {}", b.node_id, e.message));
+                continue;
+            }
+        };
         if resp.error_code != 0 {
             failures.push(format!("broker {}: {}", b.node_id, error::code_text(resp.error_code, None)));
             continue;

@@ -45,26 +45,26 @@ pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 )]
 struct Cli {
     /// etcd endpoints of the cluster (`http://host:port`, comma-separated).
-    #[arg(long, global = true, value_delimiter = ',', value_name = "URLS")]
+    #[arg(long, global = true, help_heading = "Global options", value_delimiter = ',', value_name = "URLS")]
     etcd: Vec<String>,
     /// The cluster's key prefix in etcd (the brokers' --etcd-prefix; default
     /// /laminar, none in a single node's embedded store).
-    #[arg(long, global = true, value_name = "PREFIX")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "PREFIX")]
     etcd_prefix: Option<String>,
     /// A stopped single node's data directory (its --data-dir): commands
     /// that read the cluster's records read its embedded store instead of etcd.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// A broker to talk the Kafka protocol to (`host:port`, comma-separated
     /// for several); found in etcd when only --etcd is given; 127.0.0.1:9092
     /// when neither is.
-    #[arg(long, global = true, value_name = "HOST:PORT")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "HOST:PORT")]
     bootstrap_server: Option<String>,
     /// Aligned tables for people, or one JSON document for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = Format::Table)]
     output: Format,
     /// Longest wait for one answer from etcd or a broker.
-    #[arg(long, global = true, default_value_t = 10_000, value_name = "MS")]
+    #[arg(long, global = true, help_heading = "Global options", default_value_t = 10_000, value_name = "MS")]
     request_timeout_ms: u64,
     #[command(subcommand)]
     command: Command,
@@ -90,7 +90,7 @@ enum Command {
     /// Brokers.
     #[command(subcommand)]
     Broker(BrokerCmd),
-    /// Laminar's keys in etcd: backup, restore, consistency check.
+    /// Laminar's keys in etcd (or a stopped single node's store): backup, restore, consistency check.
     #[command(subcommand)]
     Metadata(MetadataCmd),
 }
@@ -111,10 +111,14 @@ enum TopicCmd {
     /// Lists topics with their partition count and replication factor.
     List,
     /// Per partition: leader, leader epoch, replicas, ISR, log start offset,
-    /// high watermark (every topic when none is named).
-    Describe { topics: Vec<String> },
+    /// high watermark, size on disk (every topic when none is named).
+    Describe {
+        /// Topics to describe.
+        topics: Vec<String>,
+    },
     /// Deletes topics.
     Delete {
+        /// Topics to delete.
         #[arg(required = true)]
         topics: Vec<String>,
     },
@@ -122,6 +126,7 @@ enum TopicCmd {
     AlterConfig(topic::AlterConfigArgs),
     /// Raises a topic's partition count.
     AddPartitions {
+        /// The topic.
         topic: String,
         /// The new total number of partitions.
         #[arg(long)]
@@ -135,12 +140,16 @@ enum GroupCmd {
     List,
     /// Members and their assignment; per partition the committed offset,
     /// the end offset and the lag.
-    Describe { group: String },
+    Describe {
+        /// The group id.
+        group: String,
+    },
     /// Moves a group's committed offsets (only while the group has no
     /// active members). Shows the plan unless --execute.
     ResetOffsets(group::ResetArgs),
     /// Deletes groups (their committed offsets); refused while active.
     Delete {
+        /// Group ids.
         #[arg(required = true)]
         groups: Vec<String>,
     },

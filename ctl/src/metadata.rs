@@ -233,9 +233,9 @@ pub async fn import(ctx: &Ctx, file: &Path, force: bool) -> Result<Report> {
     }
     let all = format!("{}/", store.keys.prefix());
     if !existing.is_empty() {
-        // Every broker is stopped (checked above); the format key goes first
-        // so no broker takes the half-written prefix for its cluster.
-        store.txn(vec![], vec![Op::delete(store.keys.format()), Op::delete_prefix(all.clone())]).await?;
+        // Every broker is stopped (checked above). One write: the prefix is
+        // either what it was or empty, never half-deleted.
+        store.txn(vec![], vec![Op::delete_prefix(all)]).await?;
     }
     let batches = import_batches(&store.keys, &snapshot);
     let last = batches.len();

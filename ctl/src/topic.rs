@@ -31,6 +31,7 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 #[derive(clap::Args, Debug)]
 pub struct CreateArgs {
+    /// The topic's name.
     pub topic: String,
     /// Partition count (the broker's num.partitions when not given).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
@@ -49,6 +50,7 @@ pub struct CreateArgs {
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("change").args(["set", "delete"]).multiple(true).required(true)))]
 pub struct AlterConfigArgs {
+    /// The topic.
     pub topic: String,
     /// Sets a config, `name=value`; repeat for several.
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_kv)]
