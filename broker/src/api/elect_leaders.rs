@@ -2,8 +2,9 @@
 //! `laminarctl leader rebalance` ask for leadership to move to each
 //! partition's preferred (first) replica now, instead of at the
 //! controller's next periodic check. Only preferred elections (type 0) are
-//! served: an unclean election is the broker's `--unclean-leader-election`
-//! setting, made by the controller, not something a client triggers.
+//! served: an unclean election follows the broker's `--unclean-leader-election`
+//! setting or the topic's `unclean.leader.election.enable`, made by the
+//! controller, not something a client triggers.
 
 use std::rc::Rc;
 
@@ -45,7 +46,7 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     } else {
         let why = format!(
             "election type {election_type} is not served: only preferred elections (0); unclean elections follow \
-             the brokers' --unclean-leader-election setting"
+             the topic's unclean.leader.election.enable (or the brokers' --unclean-leader-election)"
         );
         asked.iter().map(|_| Err(KafkaError::new(errors::INVALID_REQUEST, why.clone()))).collect()
     };
