@@ -134,10 +134,25 @@ pub enum ShardMsg {
         reply: oneshot::Sender<()>,
     },
     Group(crate::group::GroupMsg),
+    /// DescribeLogDirs: this shard's data directory and, per replica it
+    /// holds online, its size on disk and how far its end is below the
+    /// high watermark.
+    LogDirs {
+        reply: oneshot::Sender<(PathBuf, Vec<ReplicaSize>)>,
+    },
     /// Close every log; answered with how many failed to close.
     Shutdown {
         reply: oneshot::Sender<usize>,
     },
+}
+
+/// One replica's line in DescribeLogDirs.
+pub struct ReplicaSize {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub size_bytes: u64,
+    /// Kafka's `offset_lag`: max(high watermark - log end offset, 0).
+    pub offset_lag: i64,
 }
 
 /// Why a replica cannot serve right now.
@@ -545,6 +560,24 @@ pub async fn run_mailbox(
                     };
                     let _ = reply.send(r);
                 });
+            }
+            ShardMsg::LogDirs { reply } => {
+                let s = shard.borrow();
+                let sizes = s
+                    .replicas
+                    .iter()
+                    .filter_map(|((topic, partition), r)| {
+                        let log = r.log()?;
+                        let lag = (log.high_watermark() as i64 - log.log_end_offset() as i64).max(0);
+                        Some(ReplicaSize {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            size_bytes: log.size_bytes(),
+                            offset_lag: lag,
+                        })
+                    })
+                    .collect();
+                let _ = reply.send((s.data_dir.clone(), sizes));
             }
             ShardMsg::Assign { assignment, reply } => assign(&shard, assignment, reply),
             ShardMsg::Unassign { topic, partition, delete, reply } => unassign(&shard, topic, partition, delete, reply),
