@@ -96,17 +96,12 @@ impl HistogramSnapshot {
         self.sum_ns += other.sum_ns;
     }
 
-    /// (upper bound in seconds, cumulative count) per bucket, +Inf last, as
-    /// Prometheus histograms are exposed.
-    pub fn cumulative_seconds(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
-        let mut out = Vec::with_capacity(BUCKETS);
-        for (i, c) in self.counts.iter().enumerate() {
-            total += c;
-            let bound = BOUNDS_US.get(i).map_or(f64::INFINITY, |&us| us as f64 / 1e6);
-            out.push((bound, total));
-        }
-        out
+    /// (upper bound in seconds, count in that bucket alone) per bucket,
+    /// +Inf last: what `prometheus-client` takes (it accumulates them into
+    /// Prometheus' cumulative `le` buckets itself).
+    pub fn buckets_seconds(&self) -> Vec<(f64, u64)> {
+        let bound = |i: usize| BOUNDS_US.get(i).map_or(f64::INFINITY, |&us| us as f64 / 1e6);
+        self.counts.iter().enumerate().map(|(i, &c)| (bound(i), c)).collect()
     }
 }
 
@@ -133,9 +128,11 @@ mod tests {
         assert_eq!(s.counts[BUCKETS - 1], 1);
         assert_eq!(s.count(), 3);
         assert_eq!(s.sum_ns, 60_000_051_000);
-        let c = s.cumulative_seconds();
-        assert_eq!(c[0], (0.000025, 1));
-        assert_eq!(c.last().unwrap(), &(f64::INFINITY, 3));
-        assert!(c.windows(2).all(|w| w[0].1 <= w[1].1 && w[0].0 < w[1].0));
+        let b = s.buckets_seconds();
+        assert_eq!(b[0], (0.000025, 1));
+        assert_eq!(b[1], (0.00005, 1));
+        assert_eq!(b.last().unwrap(), &(f64::INFINITY, 1));
+        assert_eq!(b.iter().map(|(_, c)| c).sum::<u64>(), s.count());
+        assert!(b.windows(2).all(|w| w[0].0 < w[1].0));
     }
 }

@@ -188,7 +188,7 @@ impl Value {
             Value::CounterF(v) => m.encode_counter::<NoLabelSet, _, u64>(v, None),
             Value::Gauge(v) => m.encode_gauge(v),
             Value::Histogram(h) => {
-                m.encode_histogram::<NoLabelSet>(h.sum_ns as f64 / 1e9, h.count(), &h.cumulative_seconds(), None)
+                m.encode_histogram::<NoLabelSet>(h.sum_ns as f64 / 1e9, h.count(), &h.buckets_seconds(), None)
             }
         }
     }
