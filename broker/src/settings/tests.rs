@@ -177,3 +177,12 @@ fn every_key_accepts_what_it_prints() {
         }
     }
 }
+
+#[test]
+fn every_key_is_documented() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    for k in KEYS.iter().filter(|k| k.group == k.name) {
+        assert!(doc.contains(&format!("`{}`", k.name)), "docs/operations.md does not mention `{}`", k.name);
+    }
+}
