@@ -21,6 +21,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("message.timestamp.before.max.ms", "9223372036854775807"),
     ("message.timestamp.after.max.ms", "3600000"),
     ("min.insync.replicas", "1"),
+    ("unclean.leader.election.enable", "false"),
 ];
 
 pub fn is_supported(name: &str) -> bool {
@@ -50,6 +51,23 @@ pub fn min_insync_replicas(
             }
             Ok(n as i32)
         }
+    }
+}
+
+/// `unclean.leader.election.enable` for one topic: its override, else the
+/// broker's setting (`--unclean-leader-election`). Read by the controller.
+pub fn unclean_leader_election(overrides: &BTreeMap<String, String>, broker_default: bool) -> Result<bool, String> {
+    match overrides.get("unclean.leader.election.enable") {
+        None => Ok(broker_default),
+        Some(v) => parse_bool("unclean.leader.election.enable", v),
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{name}: '{v}' is not true or false")),
     }
 }
 
@@ -142,6 +160,10 @@ pub fn log_config(
         }
         cfg.index_interval_bytes = n as u64;
     }
+    if let Some(v) = get("unclean.leader.election.enable") {
+        // The controller's setting, not the engine's: validated here with the rest.
+        parse_bool("unclean.leader.election.enable", v)?;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -179,9 +201,18 @@ mod tests {
             ("segment.bytes", "10"),
             ("max.message.bytes", "0"),
             ("no.such.config", "1"),
+            ("unclean.leader.election.enable", "maybe"),
         ] {
             let e = log_config(&m(&[(k, v)]), &m(&[])).unwrap_err();
             assert!(e.contains(k.split('.').next().unwrap()), "{e}");
         }
+    }
+
+    #[test]
+    fn unclean_election_is_per_topic_over_the_broker_setting() {
+        assert!(!unclean_leader_election(&m(&[]), false).unwrap());
+        assert!(unclean_leader_election(&m(&[]), true).unwrap());
+        assert!(unclean_leader_election(&m(&[("unclean.leader.election.enable", "true")]), false).unwrap());
+        assert!(!unclean_leader_election(&m(&[("unclean.leader.election.enable", "FALSE")]), true).unwrap());
     }
 }

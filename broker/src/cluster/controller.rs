@@ -207,9 +207,12 @@ impl Duties<'_> {
 
     fn elect_leaders(&self, preferred: bool) -> Vec<Change> {
         let keys = &self.cluster.keys;
-        let unclean = self.cluster.config.unclean_leader_election;
+        let broker_unclean = self.cluster.config.unclean_leader_election;
         let mut out = Vec::new();
         for (name, t) in &self.view.topics {
+            // Validated when written; a store edited by hand falls back to the broker's setting.
+            let unclean = crate::topic_config::unclean_leader_election(&t.topic.record.configs, broker_unclean)
+                .unwrap_or(broker_unclean);
             for (p, stored) in t.partitions.iter().enumerate() {
                 let Some(stored) = stored else { continue };
                 // A reassignment whose target is in sync completes first;
