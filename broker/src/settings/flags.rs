@@ -242,8 +242,14 @@ impl Flags {
             let name = k.strip_prefix("log.").unwrap_or(k);
             let key = super::keys::broker_key_of_topic_config(name)
                 .or_else(|| super::keys::TOPIC_DEFAULT_KEYS.iter().find(|(b, _)| *b == k).map(|(b, _)| *b))
+                // The broker's own setting is the topics' default (as in Kafka).
+                .or_else(|| (name == "unclean.leader.election.enable").then_some("unclean.leader.election.enable"))
                 .ok_or_else(|| format!("'{k}' is not a topic config Laminar honours"))?;
-            let value = v.parse::<i64>().map(Value::Integer).unwrap_or_else(|_| Value::String(v.to_string()));
+            let value = match v {
+                "true" => Value::Boolean(true),
+                "false" => Value::Boolean(false),
+                _ => v.parse::<i64>().map(Value::Integer).unwrap_or_else(|_| Value::String(v.to_string())),
+            };
             out.push((key, value));
         }
         Ok(out)

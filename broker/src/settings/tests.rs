@@ -146,6 +146,8 @@ fn bad_flags_are_refused_like_bad_keys() {
     let flags = Flags::try_parse_from(["laminar", "--num-partitions", "-2"]).unwrap();
     let e = Settings::load(&flags).unwrap_err().to_string();
     assert_eq!(e, "invalid configuration (flag --num-partitions): num.partitions = -2: must be ≥ 1");
+    let flags = Flags::try_parse_from(["laminar", "--topic-default", "unclean.leader.election.enable=true"]).unwrap();
+    assert!(Settings::load(&flags).unwrap().unclean_leader_election_enable);
     let flags = Flags::try_parse_from(["laminar", "--topic-default", "no.such=1"]).unwrap();
     let e = Settings::load(&flags).unwrap_err().to_string();
     assert!(e.contains("'no.such' is not a topic config"), "{e}");
