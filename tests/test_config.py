@@ -17,9 +17,16 @@ def run(*args, timeout=30):
 
 
 def partitions_of(broker, topic):
+    """Partitions of `topic`, auto-created by asking for it (the first
+    answers may come while it is still being created)."""
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    md = admin.list_topics(topic=topic, timeout=10)  # auto-creates it
-    return len(md.topics[topic].partitions)
+    deadline = time.time() + 15
+    while True:
+        md = admin.list_topics(topic=topic, timeout=10)
+        n = len(md.topics[topic].partitions)
+        if n > 0 or time.time() > deadline:
+            return n
+        time.sleep(0.1)
 
 
 def test_the_example_config_loads_and_prints():
