@@ -5,6 +5,7 @@ for plausible values: bytes in against bytes produced, request counts
 against requests sent, histograms well formed and only growing. The
 cluster test checks the replication and lease metrics on etcd + 3 brokers."""
 
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -157,6 +158,16 @@ def test_only_get_metrics_is_served(broker_factory):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 405
+
+
+def test_a_taken_metrics_port_stops_the_broker_at_start(broker_factory):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError) as e:
+            broker_factory(["--metrics-listen", f"127.0.0.1:{port}"])
+        assert f"binding the metrics address 127.0.0.1:{port}" in str(e.value)
 
 
 def test_no_metrics_port_by_default(broker_factory):

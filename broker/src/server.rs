@@ -91,6 +91,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     log_limit::set_interval(opts.log_limit_interval);
 
     crate::metrics::init(opts.shards);
+    let metrics_listener = opts.metrics_listen.map(crate::metrics::bind).transpose()?;
 
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (store, keys): (Arc<dyn MetaStore>, Keys) = match &opts.store {
@@ -142,8 +143,8 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let budgets = config.limits.budgets;
     let broker_budget = Arc::new(Budget::new(budgets.broker_bytes));
     let conn_caps = Arc::new(ConnectionCaps::new(max_connections, config.limits.max_connections_per_ip));
-    if let Some(addr) = opts.metrics_listen {
-        crate::metrics::serve(addr, router.clone(), cluster.clone())?;
+    if let Some(listener) = metrics_listener {
+        crate::metrics::serve(listener, router.clone(), cluster.clone())?;
     }
 
     let cores = if opts.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };

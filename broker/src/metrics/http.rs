@@ -24,10 +24,15 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The rings' 32-bit counters are read at least this often, scraped or not.
 const RING_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Binds `addr` (failing at start if it cannot) and serves metrics from a
-/// thread of its own until the process ends. Returns the bound address.
-pub fn serve(addr: SocketAddr, router: Router, cluster: Arc<Cluster>) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("binding the metrics address {addr}"))?;
+/// Binds the metrics address: done first at start, so a taken port stops
+/// the broker before it joins the cluster.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("binding the metrics address {addr}"))
+}
+
+/// Serves metrics on `listener` from a thread of its own until the process
+/// ends. Returns the bound address.
+pub fn serve(listener: TcpListener, router: Router, cluster: Arc<Cluster>) -> anyhow::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     let mut scraper = Scraper::new(router, cluster)?;
     std::thread::Builder::new().name("metrics".into()).spawn(move || loop {

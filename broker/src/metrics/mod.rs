@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use laminar_engine::stats::Histogram;
 
-pub use http::serve;
+pub use http::{bind, serve};
 
 /// API keys counted: every Kafka API key is below this.
 const API_KEYS: usize = 128;
