@@ -140,6 +140,10 @@ pub enum ShardMsg {
     LogDirs {
         reply: oneshot::Sender<(PathBuf, Vec<ReplicaSize>)>,
     },
+    /// The shard's metrics report, for a scrape (`metrics/`).
+    Metrics {
+        reply: oneshot::Sender<crate::metrics::ShardReport>,
+    },
     /// Close every log; answered with how many failed to close.
     Shutdown {
         reply: oneshot::Sender<usize>,
@@ -508,7 +512,11 @@ pub async fn run_mailbox(
     mut rx: mpsc::UnboundedReceiver<ShardMsg>,
 ) {
     while let Some(msg) = rx.recv().await {
+        crate::metrics::mailbox_depth(rx.len());
         match msg {
+            ShardMsg::Metrics { reply } => {
+                let _ = reply.send(crate::metrics::shard_report(&shard.borrow(), &groups.borrow()));
+            }
             ShardMsg::Group(m) => crate::group::manager::handle(&groups, m),
             ShardMsg::Produce { topic, partition, batches, acks, sync, timeout, reply } => {
                 crate::failpoints::before_produce(&topic);

@@ -83,6 +83,18 @@ impl GroupManager {
         self.groups.entry(id.to_string()).or_insert_with(|| Group::new(id.to_string(), timing))
     }
 
+    /// Every committed offset held here: (group, topic, partition, offset),
+    /// for the consumer lag metric (`metrics/`).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let mut out = Vec::new();
+        for (group, committed) in &self.offsets {
+            for ((topic, partition), c) in committed {
+                out.push((group.clone(), topic.clone(), *partition, c.offset));
+            }
+        }
+        out
+    }
+
     /// Timers of every group; `now_ms` is the wall clock, for offset retention.
     pub fn tick(&mut self, now: Instant, now_ms: u64) {
         for (id, g) in self.groups.iter_mut() {
