@@ -271,6 +271,10 @@ def test_an_etcd_that_is_not_up_yet_is_waited_for(tmp_path):
         c.etcd.start()
         t.join(60)
         assert "b" in started, "the broker started once etcd came up"
+        # stderr is drained by a thread started with the broker: give it a moment.
+        deadline = time.time() + 10
+        while "etcd is not reachable" not in b.log_text() and time.time() < deadline:
+            time.sleep(0.1)
         assert "etcd is not reachable" in b.log_text()
         b.stop()
     finally:
