@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use laminar_coord::cluster::records::to_json;
 use laminar_coord::cluster::{
-    ClusterView, ControllerRecord, CoordinatorRecord, IsrMember, PartitionRecord, GROUP_SLOTS,
+    ClusterView, ControllerRecord, CoordinatorRecord, IsrMember, PartitionRecord, Stored, GROUP_SLOTS,
 };
-use laminar_coord::{Compare, CoordError, Op};
+use laminar_coord::{Compare, CoordError, LeaseId, Op};
 use tokio::sync::watch;
 
 use super::reassignment;
@@ -73,11 +73,17 @@ pub struct Elected {
     pub version: u64,
 }
 
-/// Claims the controller seat if it is free.
+/// Claims the controller seat if it is free, or takes up again a seat that
+/// is still ours: `lead` returns as soon as the lease may have run out, but a
+/// keep-alive that answers late renews the same lease, and the seat's key,
+/// bound to it, stays. Nobody else campaigns while it exists, so without
+/// this the cluster would have no controller until our lease ended (seen
+/// after etcd was paused: leaders never re-elected).
 async fn campaign(cluster: &Cluster) -> Result<Option<Elected>, CoordError> {
     let keys = &cluster.keys;
-    if cluster.view().controller.is_some() {
-        return Ok(None);
+    if let Some(seat) = &cluster.view().controller {
+        return Ok(still_ours(seat, cluster.node_id(), cluster.incarnation())
+            .then_some(Elected { epoch: seat.record.epoch, version: seat.version }));
     }
     let epoch_key = keys.controller_epoch();
     let (epoch, epoch_version) = match cluster.store.get(&epoch_key).await? {
@@ -95,6 +101,12 @@ async fn campaign(cluster: &Cluster) -> Result<Option<Elected>, CoordError> {
         )
         .await?;
     Ok(r.applied.then_some(Elected { epoch: next, version: r.revision }))
+}
+
+/// The seat is held under our current lease (not an earlier incarnation's,
+/// which etcd will expire): its writes, fenced on its version, are ours.
+fn still_ours(seat: &Stored<ControllerRecord>, me: i32, incarnation: LeaseId) -> bool {
+    incarnation != 0 && seat.record.node_id == me && seat.lease == incarnation
 }
 
 async fn lead(
@@ -562,6 +574,20 @@ mod tests {
         assert_eq!(restarted.unwrap_err().code, PREFERRED_LEADER_NOT_AVAILABLE);
         let leaving_first = preferred_election(&rec(2, 20, &[(1, 10), (2, 20)]), &leaving(v, 1));
         assert_eq!(leaving_first.unwrap_err().code, PREFERRED_LEADER_NOT_AVAILABLE);
+    }
+
+    #[test]
+    fn the_seat_is_taken_up_again_only_under_the_lease_that_holds_it() {
+        let seat = |node_id, lease| Stored {
+            record: ControllerRecord { node_id, epoch: 4 },
+            version: 100,
+            create_revision: 100,
+            lease,
+        };
+        assert!(still_ours(&seat(1, 77), 1, 77));
+        assert!(!still_ours(&seat(1, 77), 1, 78), "an earlier incarnation's seat expires; wait for it");
+        assert!(!still_ours(&seat(2, 77), 1, 77));
+        assert!(!still_ours(&seat(1, 0), 1, 0), "unregistered");
     }
 
     #[test]

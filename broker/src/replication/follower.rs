@@ -48,8 +48,24 @@ struct Followed {
     log: PartitionLog,
 }
 
+/// Awaits `step`, warning every `SLOW_STEP` it takes: one stuck step stalls
+/// every partition this fetcher copies, and the warning says which.
+async fn watched<T>(what: &str, leader: i32, step: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(step);
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            out = &mut step => return out,
+            _ = tokio::time::sleep(SLOW_STEP) => {
+                tracing::warn!(leader, waited_ms = started.elapsed().as_millis() as u64, "replication: {what} is slow");
+            }
+        }
+    }
+}
+
 pub async fn run(shard: SharedShard, leader: i32, wake: Rc<Notify>) {
     let me = shard.borrow().cluster.node_id();
+    tracing::debug!(leader, "fetcher started");
     let mut channel: Option<Channel> = None;
     let mut pause = RETRY_PAUSE_MIN;
     // Partitions the leader refused, by the epoch they were refused in: left
@@ -60,6 +76,7 @@ pub async fn run(shard: SharedShard, leader: i32, wake: Rc<Notify>) {
             let s = shard.borrow();
             if !super::roles::follows(&s, leader) {
                 // Nothing left to copy from this leader.
+                tracing::debug!(leader, "fetcher stopped: nothing follows this leader");
                 drop(s);
                 shard.borrow_mut().fetchers.remove(&leader);
                 return;
@@ -94,7 +111,7 @@ pub async fn run(shard: SharedShard, leader: i32, wake: Rc<Notify>) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
-            match Channel::connect(&host, port, me, Duration::from_secs(2)).await {
+            match watched("connecting", leader, Channel::connect(&host, port, me, Duration::from_secs(2))).await {
                 Ok(c) => channel = Some(c),
                 Err(e) => {
                     tracing::debug!(leader, "connecting to the leader failed: {e}");
@@ -106,7 +123,7 @@ pub async fn run(shard: SharedShard, leader: i32, wake: Rc<Notify>) {
         }
         let req = request(me, &followed, &config);
         let timeout = config.fetch_wait_max + Duration::from_secs(5);
-        let resp = match channel.as_mut().expect("connected").fetch(&req, timeout).await {
+        let resp = match watched("a fetch", leader, channel.as_mut().expect("connected").fetch(&req, timeout)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(leader, "fetch from the leader failed: {e}");
@@ -162,7 +179,7 @@ pub async fn run(shard: SharedShard, leader: i32, wake: Rc<Notify>) {
             // sync failed goes offline: fetching on would report unsynced
             // data as had, and the leader would count it as committed.
             for (key, log) in appended {
-                if let Err(e) = log.flush().await {
+                if let Err(e) = watched("syncing replicated data", leader, log.flush()).await {
                     tracing::error!(dir = %log.dir().display(), "syncing replicated data failed; replica offline: {e}");
                     if let Some(r) = shard.borrow_mut().replicas.get_mut(&key) {
                         r.status = crate::shard::Status::Offline(format!("syncing replicated data failed: {e}"));
@@ -231,6 +248,14 @@ async fn take(f: &Followed, p: &kafka_protocol::messages::fetch_response::Partit
     }
     if p.diverging_epoch.epoch >= 0 || p.diverging_epoch.end_offset >= 0 {
         let to = truncation_point(log, p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
+        tracing::debug!(
+            partition = %format!("{}-{}", f.key.0, f.key.1),
+            leader_epoch = p.diverging_epoch.epoch,
+            leader_end = p.diverging_epoch.end_offset,
+            log_end = log.log_end_offset(),
+            cut_to = to,
+            "the leader's log diverges from ours"
+        );
         return match log.truncate_to(to).await {
             Ok(()) => Outcome::Nothing,
             Err(e) => Outcome::Failed(e.to_string()),

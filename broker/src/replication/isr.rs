@@ -61,6 +61,9 @@ fn write(shard: &SharedShard, key: ReplicaKey, leader: SharedLeader, isr: Vec<Is
         next.partition_epoch += 1;
         let result = if !cluster.is_acting() {
             Err("the lease may have expired".to_string())
+        } else if cluster.incarnation() != expected.record.leader_incarnation {
+            // Led by an earlier incarnation of this broker: not ours to change.
+            Err("the leadership belongs to an earlier incarnation of this broker".to_string())
         } else {
             let guard = Compare::version(storage_key.clone(), expected.version);
             match cluster.store.txn(vec![guard], vec![Op::put(storage_key, to_json(&next))]).await {

@@ -32,7 +32,12 @@ pub struct FollowerProgress {
     /// lastCaughtUpTime): ISR shrink measures lag from here.
     pub caught_up_at: Instant,
     pub last_fetch_at: Option<Instant>,
+    /// When its being outside the ISR was last logged (rate-limited).
+    pub last_out_of_isr_log: Option<Instant>,
 }
+
+/// How often a follower kept out of the ISR is logged (debug).
+const OUT_OF_ISR_LOG_EVERY: Duration = Duration::from_secs(2);
 
 /// Why an acks=all produce stopped waiting.
 pub type Waited = Result<(), KafkaError>;
@@ -69,7 +74,17 @@ impl LeaderState {
             .replicas
             .iter()
             .filter(|&&n| n != me)
-            .map(|&n| (n, FollowerProgress { log_end: None, caught_up_at: now, last_fetch_at: None }))
+            .map(|&n| {
+                (
+                    n,
+                    FollowerProgress {
+                        log_end: None,
+                        caught_up_at: now,
+                        last_fetch_at: None,
+                        last_out_of_isr_log: None,
+                    },
+                )
+            })
             .collect();
         LeaderState {
             epoch: record.record.leader_epoch,
@@ -113,6 +128,7 @@ impl LeaderState {
                     log_end: None,
                     caught_up_at: now,
                     last_fetch_at: None,
+                    last_out_of_isr_log: None,
                 });
             }
         }
@@ -151,7 +167,22 @@ impl LeaderState {
             f.caught_up_at = now;
         }
         let in_isr = self.maximal_isr().contains(&node);
-        !in_isr && !self.isr_write_in_flight && offset >= hw && offset >= epoch_start
+        let write_in_flight = self.isr_write_in_flight;
+        let add = !in_isr && !write_in_flight && offset >= hw && offset >= epoch_start;
+        let f = self.followers.get_mut(&node).expect("looked up above");
+        if !in_isr && !add && f.last_out_of_isr_log.is_none_or(|t| now.duration_since(t) >= OUT_OF_ISR_LOG_EVERY) {
+            f.last_out_of_isr_log = Some(now);
+            tracing::debug!(
+                node,
+                offset,
+                leader_log_end,
+                hw,
+                epoch_start,
+                write_in_flight,
+                "follower out of the ISR, not added yet"
+            );
+        }
+        add
     }
 
     /// Followers in the ISR that have not caught up for `lag`: to remove.

@@ -149,9 +149,18 @@ pub fn upkeep(shard: &SharedShard) {
         return;
     }
     let lag: Duration = s.replication.replica_lag_time_max;
+    let incarnation = s.cluster.incarnation();
     let mut shrink = Vec::new();
+    let mut stale = Vec::new();
     for (key, r) in &s.replicas {
         if let Role::Leader(l) = &r.role {
+            if r.record.record.leader_incarnation != incarnation {
+                // This broker registered again (its lease lapsed and a late
+                // keep-alive failed): the leadership belonged to the earlier
+                // incarnation, and the controller elects anew.
+                stale.push(key.clone());
+                continue;
+            }
             let state = l.borrow();
             if state.isr_write_in_flight {
                 continue;
@@ -163,6 +172,15 @@ pub fn upkeep(shard: &SharedShard) {
         }
     }
     drop(s);
+    if !stale.is_empty() {
+        let mut s = shard.borrow_mut();
+        for key in stale {
+            if let Some(r) = s.replicas.get_mut(&key) {
+                retire(r, "this broker registered again; the leadership was its earlier incarnation's");
+                r.role = Role::Waiting;
+            }
+        }
+    }
     for (key, l, gone) in shrink {
         isr::shrink(shard, key, l, gone);
     }
