@@ -221,6 +221,24 @@ impl PartitionLog {
             (st.log_end, st.log_start_offset)
         };
         if offset >= log_end {
+            // Nothing to cut from the log, but its epoch cache may still end
+            // in an epoch with no batch (this broker led it briefly and
+            // appended nothing before another leader was elected). Reported
+            // as our last fetched epoch, that entry would make the leader
+            // answer "diverging" at our log end forever: drop it (Kafka's
+            // truncateTo does the same, for the same reason).
+            let dropped = {
+                let mut st = self.st.borrow_mut();
+                let dropped = st.epochs.truncate_from(offset.min(log_end));
+                if dropped {
+                    st.leader_epoch = st.epochs.latest_epoch().unwrap_or(0);
+                }
+                dropped
+            };
+            if dropped {
+                self.persist_epochs().await?;
+                tracing::info!(dir = %self.dir().display(), end = log_end, "dropped epochs with no batch at the log end");
+            }
             return Ok(());
         }
         if offset <= log_start {

@@ -235,3 +235,27 @@ fn producer_state_follows_replicated_batches_and_truncation() {
         assert_eq!(log.append(vec![bm(&next)], false).await.unwrap().base_offset, 2);
     });
 }
+
+#[test]
+fn an_epoch_led_without_a_batch_is_dropped_by_a_cut_at_the_log_end() {
+    // This broker led epoch 5 briefly and appended nothing; the new leader
+    // (epoch 7) never had 5 and says our log diverges at our log end. The
+    // cut removes nothing from the log but must drop epoch 5: reported as
+    // our last fetched epoch, it would be answered "diverging" forever.
+    let root = CrashDir::new();
+    run(async {
+        let (log, _) = PartitionLog::open(root.path(), small()).unwrap();
+        log.set_replicated(true);
+        log.become_leader(4).await.unwrap();
+        log.append(vec![bm(&make_batch(3, 10, 1))], true).await.unwrap();
+        log.become_leader(5).await.unwrap();
+        assert_eq!(log.latest_epoch(), Some(5));
+        log.truncate_to(3).await.unwrap();
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(log.latest_epoch(), Some(4));
+        assert_eq!(log.epochs(), vec![(4, 0)]);
+        let image = root.crash();
+        let (after, _) = PartitionLog::open(image.path(), small()).unwrap();
+        assert_eq!(after.epochs(), vec![(4, 0)], "durable");
+    });
+}
