@@ -60,3 +60,98 @@ def test_fetch_max_bytes_bounds_the_response(broker):
         c.close()
     assert not errors, errors
     assert got == 30
+
+
+def static_consumer(broker, group, instance, **conf):
+    events = {"assigned": [], "revoked": []}
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.instance.id": instance,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                  **conf})
+    return c, events
+
+
+def subscribe(c, events, topic):
+    def on_assign(c_, parts):
+        events["assigned"].append((time.time(), sorted(p.partition for p in parts)))
+
+    def on_revoke(c_, parts):
+        events["revoked"].append((time.time(), sorted(p.partition for p in parts)))
+
+    c.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+
+
+def poll_until(consumers, cond, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for c in consumers:
+            c.poll(0.05)
+        if cond():
+            return True
+    return False
+
+
+def two_static_members(broker, topic, group):
+    """c0 joins first (the group's leader), then c1; both hold two partitions."""
+    create(broker, topic, 4)
+    c0, e0 = static_consumer(broker, group, "a")
+    subscribe(c0, e0, topic)
+    assert poll_until([c0], lambda: len(c0.assignment()) == 4, 30)
+    c1, e1 = static_consumer(broker, group, "b")
+    subscribe(c1, e1, topic)
+    assert poll_until([c0, c1], lambda: len(c0.assignment()) == 2 and len(c1.assignment()) == 2, 30)
+    return (c0, e0), (c1, e1)
+
+
+@pytest.mark.parametrize("restart", ["leader", "follower"])
+def test_static_member_restart_keeps_assignment_without_rebalance(broker_factory, restart):
+    """KIP-345 (librdkafka 0102): a static member that restarts within
+    session.timeout.ms gets its partitions back and the rest of the group
+    sees no rebalance, whether it was the group's leader or not."""
+    broker = broker_factory(GROUP_ARGS)
+    topic = f"static-{uuid.uuid4().hex[:8]}"
+    group = f"g-{topic}"
+    (c0, e0), (c1, e1) = two_static_members(broker, topic, group)
+    # Stable: no more rebalances pending.
+    poll_until([c0, c1], lambda: False, 1.5)
+    (gone, gone_ev), (other, other_ev) = ((c0, e0), (c1, e1)) if restart == "leader" else ((c1, e1), (c0, e0))
+    instance = "a" if restart == "leader" else "b"
+    before = sorted(p.partition for p in gone.assignment())
+    other_before = sorted(p.partition for p in other.assignment())
+    other_revokes = len(other_ev["revoked"])
+    gone.close()  # a static member leaves no LeaveGroup behind
+    start = time.time()
+    back, back_ev = static_consumer(broker, group, instance)
+    subscribe(back, back_ev, topic)
+    try:
+        assert poll_until([back, other], lambda: len(back.assignment()) > 0, 20)
+        took = time.time() - start
+        poll_until([back, other], lambda: False, 2)
+        assert sorted(p.partition for p in back.assignment()) == before
+        assert sorted(p.partition for p in other.assignment()) == other_before
+        assert len(other_ev["revoked"]) == other_revokes, f"the group rebalanced: {other_ev}"
+        assert took < 5, f"rejoin took {took:.1f} s"
+    finally:
+        back.close()
+        other.close()
+
+
+def test_expired_static_member_is_removed_on_time(broker_factory):
+    """A static member that stops (no LeaveGroup) is removed once its session
+    times out, not later: the other member is told to rebalance at its next
+    heartbeat (librdkafka 0102 times this against session.timeout.ms)."""
+    broker = broker_factory(GROUP_ARGS)
+    topic = f"expire-{uuid.uuid4().hex[:8]}"
+    (c0, e0), (c1, e1) = two_static_members(broker, topic, f"g-{topic}")
+    poll_until([c0, c1], lambda: False, 1.5)
+    revokes = len(e1["revoked"])
+    c0.close()
+    closed = time.time()
+    try:
+        assert poll_until([c1], lambda: len(e1["revoked"]) > revokes, 20)
+        took = e1["revoked"][-1][0] - closed
+        # Session 6 s from c0's last heartbeat (≤ 0.5 s before close), then
+        # c1's next heartbeat (every 0.5 s) brings the news.
+        assert 5.2 <= took <= 6.8, f"revoked {took:.2f} s after close"
+        assert poll_until([c1], lambda: len(c1.assignment()) == 4, 10)
+    finally:
+        c1.close()

@@ -118,6 +118,7 @@ pub async fn join(ctx: &Rc<Ctx>, peer: &str, header: &RequestHeader, body: Bytes
         protocol_type: req.protocol_type.to_string(),
         protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     };
     let result = ask(ctx, &group_id, |reply| GroupMsg::Join { args, reply })
         .await
@@ -139,6 +140,7 @@ pub async fn join(ctx: &Rc<Ctx>, peer: &str, header: &RequestHeader, body: Bytes
         .with_protocol_name(result.protocol_name.map(s))
         .with_leader(s(result.leader))
         .with_member_id(s(result.member_id))
+        .with_skip_assignment(result.skip_assignment)
         .with_members(members);
     respond(header, &resp)
 }
