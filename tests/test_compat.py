@@ -155,3 +155,54 @@ def test_expired_static_member_is_removed_on_time(broker_factory):
         assert poll_until([c1], lambda: len(c1.assignment()) == 4, 10)
     finally:
         c1.close()
+
+
+def test_emptied_consumer_group_is_listed_as_consumer_and_empty(broker_factory):
+    """librdkafka 0081: after its members leave, a consumer group is listed
+    as a consumer group (not a "simple" one) in state Empty."""
+    broker = broker_factory(GROUP_ARGS)
+    topic = f"lg-{uuid.uuid4().hex[:8]}"
+    group = f"g-{topic}"
+    create(broker, topic, 1)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce(topic, value=b"v")
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    assert poll_until([c], lambda: bool(c.assignment()), 30)
+    c.close()  # LeaveGroup: the group empties
+    a = admin(broker)
+    listed = {g.group_id: g for g in a.list_consumer_groups().result(30).valid}
+    assert group in listed, listed
+    assert listed[group].is_simple_consumer_group is False
+    assert listed[group].state == ck.ConsumerGroupState.EMPTY
+    d = a.describe_consumer_groups([group])[group].result(30)
+    assert d.state == ck.ConsumerGroupState.EMPTY
+    assert d.is_simple_consumer_group is False
+
+
+def test_authorized_operations_are_every_operation_without_acls(broker):
+    """librdkafka 0081: DescribeCluster, DescribeTopics (Metadata) and
+    DescribeConsumerGroups asked for authorized operations answer what Kafka
+    without an authorizer answers: every operation of the resource type."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation as Op
+    topic = f"ops-{uuid.uuid4().hex[:8]}"
+    create(broker, topic, 1)
+    a = admin(broker)
+    cluster = a.describe_cluster(include_authorized_operations=True).result(30)
+    assert set(cluster.authorized_operations or []) == {
+        Op.CREATE, Op.CLUSTER_ACTION, Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS, Op.IDEMPOTENT_WRITE, Op.ALTER,
+        Op.DESCRIBE}
+    assert a.describe_cluster().result(30).authorized_operations is None
+    t = a.describe_topics(TopicCollection([topic]), include_authorized_operations=True)[topic].result(30)
+    assert set(t.authorized_operations or []) == {
+        Op.READ, Op.WRITE, Op.CREATE, Op.DESCRIBE, Op.DELETE, Op.ALTER, Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS}
+    group = f"g-{topic}"
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    c.commit(offsets=[TopicPartition(topic, 0, 0)], asynchronous=False)
+    c.close()
+    g = a.describe_consumer_groups([group], include_authorized_operations=True)[group].result(30)
+    assert set(g.authorized_operations or []) == {
+        Op.READ, Op.DESCRIBE, Op.DELETE, Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS}

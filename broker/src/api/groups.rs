@@ -217,6 +217,7 @@ pub async fn leave(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handle
 
 pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: DescribeGroupsRequest = decode(header, body)?;
+    let ops = super::authorized_ops::group(header.request_api_version >= 3 && req.include_authorized_operations);
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
         let id = g.0.to_string();
@@ -225,6 +226,7 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
         groups.push(match d {
             Err(code) => entry.with_error_code(code),
             Ok(d) => entry
+                .with_authorized_operations(ops)
                 .with_group_state(s(d.state))
                 .with_protocol_type(s(d.protocol_type))
                 .with_protocol_data(s(d.protocol))

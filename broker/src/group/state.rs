@@ -249,6 +249,7 @@ impl Group {
         };
 
         let seq = self.next_seq;
+        let was_empty = self.members.is_empty();
         let existing = self.members.get_mut(&member_id);
         let changed = match existing {
             Some(m) => {
@@ -280,7 +281,10 @@ impl Group {
                 true
             }
         };
-        if self.protocol_type.is_none() {
+        if was_empty || self.protocol_type.is_none() {
+            // An emptied group keeps its protocol type (ListGroups shows a
+            // consumer group as one, Empty, not as a "simple" group); the
+            // first member to join it again sets it anew, as in Kafka.
             self.protocol_type = Some(args.protocol_type.clone());
         }
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
@@ -435,7 +439,6 @@ impl Group {
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             return;
         }

@@ -297,6 +297,21 @@ fn sessions_end_at_their_deadline_and_the_timer_knows_it() {
     assert_eq!(done(&mut bj).generation, 3);
 }
 
+/// A consumer group whose members all left is still a consumer group
+/// (ListGroups: "consumer", Empty), until a member of another kind refills it.
+#[test]
+fn an_emptied_group_keeps_its_protocol_type() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), timing());
+    let a = single_member(&mut g, now);
+    assert_eq!(g.leave(&a, None, now), errors::NONE);
+    assert_eq!((g.state(), g.protocol_type()), (GroupState::Empty, "consumer"));
+    assert_eq!(g.describe().protocol_type, "consumer");
+    let connect = JoinArgs { protocol_type: "connect".into(), ..args("", None, false) };
+    assert_eq!(done(&mut join(&mut g, connect, now)).error, errors::NONE);
+    assert_eq!(g.protocol_type(), "connect");
+}
+
 #[test]
 fn inconsistent_protocols_and_bad_session_timeouts_are_refused() {
     let now = Instant::now();
