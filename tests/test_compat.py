@@ -206,3 +206,34 @@ def test_authorized_operations_are_every_operation_without_acls(broker):
     g = a.describe_consumer_groups([group], include_authorized_operations=True)[group].result(30)
     assert set(g.authorized_operations or []) == {
         Op.READ, Op.DESCRIBE, Op.DELETE, Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS}
+
+
+def test_create_topics_with_a_manual_replica_assignment(broker):
+    """librdkafka 0081: CreateTopics naming each partition's replicas is
+    accepted and followed; a bad assignment is refused as Kafka refuses it."""
+    a = admin(broker)
+    node = a.describe_cluster().result(30).nodes[0].id
+    topic = f"manual-{uuid.uuid4().hex[:8]}"
+    a.create_topics([NewTopic(topic, 3, replica_assignment=[[node], [node], [node]])])[topic].result(30)
+    md = a.list_topics(topic, timeout=30).topics[topic]
+    assert sorted(md.partitions) == [0, 1, 2]
+    assert all(p.replicas == [node] and p.leader == node for p in md.partitions.values())
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(3):
+        p.produce(topic, value=b"v", partition=i)
+    assert p.flush(30) == 0
+
+    def refused(new_topic, code):
+        with pytest.raises(ck.KafkaException) as e:
+            a.create_topics([new_topic])[new_topic.topic].result(30)
+        assert e.value.args[0].code() == code, e.value.args[0]
+        return e.value.args[0].str()
+
+    bad = f"bad-{uuid.uuid4().hex[:8]}"
+    assert "broker 99" in refused(NewTopic(bad, 1, replica_assignment=[[99]]), KafkaError.INVALID_REPLICA_ASSIGNMENT)
+    assert "more than once" in refused(NewTopic(bad, 1, replica_assignment=[[node, node]]),
+                                       KafkaError.INVALID_REPLICA_ASSIGNMENT)
+    # Adding partitions by hand, too.
+    from confluent_kafka.admin import NewPartitions
+    a.create_partitions([NewPartitions(topic, 5, replica_assignment=[[node], [node]])])[topic].result(30)
+    assert sorted(a.list_topics(topic, timeout=30).topics[topic].partitions) == [0, 1, 2, 3, 4]

@@ -40,14 +40,13 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             ));
             continue;
         }
-        if !t.assignments.is_empty() {
-            results.push(error_result(
-                result,
-                KafkaError::new(
-                    errors::INVALID_REQUEST,
-                    "manual replica assignment is not supported; placement is the controller's",
-                ),
-            ));
+        let assignments: Vec<(i32, Vec<i32>)> =
+            t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+        // A manual assignment sets both counts; Kafka wants them left at -1.
+        if !assignments.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
+            let what = if t.replication_factor != -1 { "replication factor" } else { "numPartitions" };
+            let msg = format!("a manual partition assignment was specified, but {what} was not set to -1");
+            results.push(error_result(result, KafkaError::new(errors::INVALID_REQUEST, msg)));
             continue;
         }
         // -1 (v4+) asks for the broker defaults.
@@ -71,7 +70,15 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         }
         match ctx
             .admin
-            .create_topic(&name, partitions, replication, configs, req.validate_only, wait(req.timeout_ms))
+            .create_topic(
+                &name,
+                partitions,
+                replication,
+                &assignments,
+                configs,
+                req.validate_only,
+                wait(req.timeout_ms),
+            )
             .await
         {
             Ok(created) => {
@@ -170,14 +177,12 @@ pub async fn create_partitions(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            Err(KafkaError::new(
-                errors::INVALID_REQUEST,
-                "manual replica assignment is not supported; placement is the controller's",
-            ))
-        } else {
-            ctx.admin.create_partitions(&t.name.0, t.count, req.validate_only, wait(req.timeout_ms)).await
-        };
+        let assignments: Vec<Vec<i32>> =
+            t.assignments.iter().flatten().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+        let outcome = ctx
+            .admin
+            .create_partitions(&t.name.0, t.count, &assignments, req.validate_only, wait(req.timeout_ms))
+            .await;
         results.push(match outcome {
             Ok(()) => r,
             Err(e) => r.with_error_code(e.code).with_error_message(Some(s(e.message))),

@@ -87,6 +87,7 @@ async fn auto_create(ctx: &Ctx, name: &str) -> MetadataResponseTopic {
             name,
             ctx.config.default_partitions,
             ctx.config.default_replication_factor,
+            &[],
             Default::default(),
             false,
             DEFAULT_WAIT,
