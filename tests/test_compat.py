@@ -237,3 +237,36 @@ def test_create_topics_with_a_manual_replica_assignment(broker):
     from confluent_kafka.admin import NewPartitions
     a.create_partitions([NewPartitions(topic, 5, replica_assignment=[[node], [node]])])[topic].result(30)
     assert sorted(a.list_topics(topic, timeout=30).topics[topic].partitions) == [0, 1, 2, 3, 4]
+
+
+def describe(broker, topic):
+    from confluent_kafka.admin import ConfigResource
+    a = admin(broker)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return a.describe_configs([res])[res].result(30)
+
+
+def refused_config(broker, config):
+    topic = f"bad-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ck.KafkaException) as e:
+        create(broker, topic, 1, config)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value.args[0]
+    return e.value.args[0].str()
+
+
+def test_compression_type_producer_and_message_format_version(broker):
+    """librdkafka 0081/0092: compression.type=producer is accepted (batches
+    are kept as the producer compressed them); the codecs, which would need
+    recompression on the broker, are refused naming the reason;
+    message.format.version (deprecated) is accepted, ignored and described."""
+    topic = f"comp-{uuid.uuid4().hex[:8]}"
+    create(broker, topic, 1, {"compression.type": "producer", "message.format.version": "0.10.0"})
+    d = describe(broker, topic)
+    assert d["compression.type"].value == "producer"
+    assert d["message.format.version"].value == "0.10.0"
+    msg = refused_config(broker, {"compression.type": "gzip"})
+    assert "compression.type" in msg and "recompress" in msg, msg
+    assert "compression.type" in refused_config(broker, {"compression.type": "brotli"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": "lz4"})
+    p.produce(topic, value=b"v" * 1000)
+    assert p.flush(30) == 0

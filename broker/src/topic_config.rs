@@ -21,7 +21,14 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("message.timestamp.before.max.ms", "9223372036854775807"),
     ("message.timestamp.after.max.ms", "3600000"),
     ("min.insync.replicas", "1"),
+    ("compression.type", "producer"),
+    // Deprecated: Kafka 4 accepts it and ignores it (message formats v0/v1
+    // are gone); tools still send it. Shown with Kafka's default.
+    ("message.format.version", "3.0-IV1"),
 ];
+
+/// `compression.type` values Kafka knows.
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 pub fn is_supported(name: &str) -> bool {
     SUPPORTED.iter().any(|(n, _)| *n == name)
@@ -135,6 +142,12 @@ pub fn log_config(
             *field = if n == i64::MAX { u64::MAX } else { n as u64 };
         }
     }
+    if let Some(v) = get("compression.type") {
+        compression_type(v)?;
+    }
+    if let Some(v) = get("message.format.version") {
+        message_format_version(v)?;
+    }
     if let Some(v) = get("index.interval.bytes") {
         let n = parse_i64("index.interval.bytes", v)?;
         if n < 1 {
@@ -144,6 +157,39 @@ pub fn log_config(
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// Only `producer` (batches kept as the producer compressed them) is
+/// honoured. Any other codec means recompressing every batch on the broker:
+/// decompressing producers' data (a decompression bomb to bound), re-encoding
+/// the records, a new CRC and a batch no longer stored as received, and the
+/// codecs in the broker; Laminar refuses it rather than pretending.
+fn compression_type(v: &str) -> Result<(), String> {
+    if !COMPRESSION_TYPES.contains(&v) {
+        return Err(format!("compression.type '{v}' is not one of {}", COMPRESSION_TYPES.join(", ")));
+    }
+    if v != "producer" {
+        return Err(format!(
+            "compression.type '{v}' is not supported: Laminar stores batches as the producer compressed them \
+             (only 'producer'); it does not recompress on the broker"
+        ));
+    }
+    Ok(())
+}
+
+/// A Kafka version such as `0.10.0`, `2.8` or `3.0-IV1`; accepted and
+/// ignored (as Kafka 4 does: there is one message format, v2).
+fn message_format_version(v: &str) -> Result<(), String> {
+    let (numbers, iv) = v.split_once("-IV").map_or((v, None), |(n, iv)| (n, Some(iv)));
+    let parts: Vec<&str> = numbers.split('.').collect();
+    let ok = (2..=4).contains(&parts.len())
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && iv.is_none_or(|iv| !iv.is_empty() && iv.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("message.format.version '{v}' is not a Kafka version (such as 0.10.0 or 3.0-IV1)"))
+    }
 }
 
 #[cfg(test)]
@@ -171,9 +217,23 @@ mod tests {
     }
 
     #[test]
+    fn compression_producer_and_any_message_format_version_are_accepted() {
+        let d = LogConfig::default();
+        assert_eq!(log_config(&m(&[("compression.type", "producer")]), &m(&[])).unwrap(), d);
+        for v in ["0.10.0", "0.10.0.0", "2.8", "3.0-IV1"] {
+            assert_eq!(log_config(&m(&[("message.format.version", v)]), &m(&[])).unwrap(), d, "{v}");
+        }
+        let e = log_config(&m(&[("compression.type", "zstd")]), &m(&[])).unwrap_err();
+        assert!(e.contains("does not recompress"), "{e}");
+    }
+
+    #[test]
     fn unknown_and_bad_values_are_rejected_with_the_name() {
         for (k, v) in [
             ("cleanup.policy", "compact"),
+            ("compression.type", "gzip"),
+            ("compression.type", "brotli"),
+            ("message.format.version", "latest"),
             ("retention.ms", "abc"),
             ("retention.ms", "-7"),
             ("segment.bytes", "10"),

@@ -32,6 +32,7 @@ const OP_SUBTRACT: i8 = 3;
 /// DescribeConfigs v3+ config_type codes.
 fn config_type(name: &str) -> i8 {
     const BOOLEAN: i8 = 1;
+    const STRING: i8 = 2;
     const INT: i8 = 3;
     const LONG: i8 = 5;
     const LIST: i8 = 7;
@@ -44,6 +45,7 @@ fn config_type(name: &str) -> i8 {
         | "broker.id"
         | "socket.request.max.bytes" => INT,
         "auto.create.topics.enable" => BOOLEAN,
+        "compression.type" | "message.format.version" => STRING,
         _ => LONG,
     }
 }
@@ -290,7 +292,7 @@ mod tests {
         assert_eq!(c["cleanup.policy"], "");
         let e = apply_incremental(&mut c, &[op("retention.ms", OP_APPEND, Some("1"))], &d).unwrap_err();
         assert_eq!(e.code, errors::INVALID_CONFIG);
-        let e = apply_incremental(&mut c, &[op("compression.type", OP_SET, Some("lz4"))], &d).unwrap_err();
+        let e = apply_incremental(&mut c, &[op("no.such.config", OP_SET, Some("lz4"))], &d).unwrap_err();
         assert_eq!(e.code, errors::INVALID_CONFIG);
         let e = apply_incremental(&mut c, &[op("retention.ms", 9, Some("1"))], &d).unwrap_err();
         assert_eq!(e.code, errors::INVALID_REQUEST);
