@@ -270,3 +270,51 @@ def test_compression_type_producer_and_message_format_version(broker):
     p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": "lz4"})
     p.produce(topic, value=b"v" * 1000)
     assert p.flush(30) == 0
+
+
+def test_log_append_time_topic_stamps_the_brokers_clock(broker):
+    """librdkafka 0052: on a message.timestamp.type=LogAppendTime topic the
+    broker stamps each batch with its append time; the produce answer carries
+    it and consumers see it, whatever the producer set."""
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+    topic = f"lat-{uuid.uuid4().hex[:8]}"
+    create(broker, topic, 1, {"message.timestamp.type": "LogAppendTime"})
+    assert describe(broker, topic)["message.timestamp.type"].value == "LogAppendTime"
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    reports = []
+    before = int(time.time() * 1000)
+    for i in range(5):
+        p.produce(topic, value=b"v%d" % i, timestamp=1_000 + i, on_delivery=lambda e, m: reports.append((e, m)))
+        p.flush(30)
+    after = int(time.time() * 1000)
+    assert len(reports) == 5 and all(e is None for e, _ in reports), reports
+    stamped = [m.timestamp() for _, m in reports]
+    assert all(t[0] == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= t[1] <= after + 1000 for t in stamped), stamped
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < 5 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.timestamp())
+    c.close()
+    assert got == stamped
+
+
+def test_create_time_timestamps_outside_the_window_are_refused(broker):
+    """CreateTime topics check producers' timestamps against
+    message.timestamp.before.max.ms / after.max.ms (INVALID_TIMESTAMP)."""
+    topic = f"ct-{uuid.uuid4().hex[:8]}"
+    create(broker, topic, 1, {"message.timestamp.before.max.ms": "60000",
+                              "message.timestamp.after.max.ms": "60000"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "retries": 0})
+    now = int(time.time() * 1000)
+    results = {}
+    for name, ts in [("now", now), ("old", now - 3_600_000), ("future", now + 3_600_000)]:
+        p.produce(topic, value=name.encode(), timestamp=ts,
+                  on_delivery=lambda e, m, name=name: results.__setitem__(name, e))
+        p.flush(30)
+    assert results["now"] is None
+    assert results["old"].code() == KafkaError.INVALID_TIMESTAMP, results
+    assert results["future"].code() == KafkaError.INVALID_TIMESTAMP, results

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use laminar_engine::LogConfig;
+use laminar_engine::{LogConfig, TimestampType};
 
 /// (name, Kafka default) of every topic config Laminar honours.
 pub const SUPPORTED: &[(&str, &str)] = &[
@@ -18,6 +18,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("flush.messages", "9223372036854775807"),
     ("flush.ms", "9223372036854775807"),
     ("index.interval.bytes", "4096"),
+    ("message.timestamp.type", "CreateTime"),
     ("message.timestamp.before.max.ms", "9223372036854775807"),
     ("message.timestamp.after.max.ms", "3600000"),
     ("min.insync.replicas", "1"),
@@ -130,6 +131,13 @@ pub fn log_config(
         }
         cfg.flush_ms = (n != i64::MAX).then_some(n as u64);
     }
+    if let Some(v) = get("message.timestamp.type") {
+        cfg.timestamp_type = match v.as_str() {
+            "CreateTime" => TimestampType::CreateTime,
+            "LogAppendTime" => TimestampType::LogAppendTime,
+            _ => return Err(format!("message.timestamp.type '{v}' is not one of CreateTime, LogAppendTime")),
+        };
+    }
     for (name, field) in [
         ("message.timestamp.before.max.ms", &mut cfg.message_timestamp_before_max_ms),
         ("message.timestamp.after.max.ms", &mut cfg.message_timestamp_after_max_ms),
@@ -214,6 +222,16 @@ mod tests {
         let d = log_config(&m(&[]), &m(&[])).unwrap();
         assert_eq!(d, LogConfig::default());
         assert_eq!(log_config(&m(&[("retention.ms", "-1")]), &m(&[])).unwrap().retention_ms, None);
+    }
+
+    #[test]
+    fn message_timestamp_type_picks_whose_clock() {
+        let cfg = log_config(&m(&[("message.timestamp.type", "LogAppendTime")]), &m(&[])).unwrap();
+        assert_eq!(cfg.timestamp_type, TimestampType::LogAppendTime);
+        let cfg = log_config(&m(&[]), &m(&[("message.timestamp.type", "LogAppendTime")])).unwrap();
+        assert_eq!(cfg.timestamp_type, TimestampType::LogAppendTime, "a broker default");
+        let e = log_config(&m(&[("message.timestamp.type", "logappendtime")]), &m(&[])).unwrap_err();
+        assert!(e.contains("message.timestamp.type"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod sealed_files;
 pub mod segment;
 pub mod watch;
 
-pub use config::LogConfig;
+pub use config::{LogConfig, TimestampType};
 pub use disk_budget::DiskBudget;
 pub use error::{EngineError, Result};
 pub use log::{AppendInfo, FileSlice, LogStats, PartitionLog, ReadLimit, ReadResult, RecoveryReport, RetentionReport};

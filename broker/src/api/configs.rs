@@ -45,7 +45,7 @@ fn config_type(name: &str) -> i8 {
         | "broker.id"
         | "socket.request.max.bytes" => INT,
         "auto.create.topics.enable" => BOOLEAN,
-        "compression.type" | "message.format.version" => STRING,
+        "compression.type" | "message.format.version" | "message.timestamp.type" => STRING,
         _ => LONG,
     }
 }
