@@ -318,3 +318,73 @@ def test_create_time_timestamps_outside_the_window_are_refused(broker):
     assert results["now"] is None
     assert results["old"].code() == KafkaError.INVALID_TIMESTAMP, results
     assert results["future"].code() == KafkaError.INVALID_TIMESTAMP, results
+
+
+KAFKA_4_TOPIC_CONFIGS = {
+    "cleanup.policy", "compression.gzip.level", "compression.lz4.level", "compression.type",
+    "compression.zstd.level", "delete.retention.ms", "file.delete.delay.ms", "flush.messages", "flush.ms",
+    "follower.replication.throttled.replicas", "index.interval.bytes", "leader.replication.throttled.replicas",
+    "local.retention.bytes", "local.retention.ms", "max.compaction.lag.ms", "max.message.bytes",
+    "message.downconversion.enable", "message.format.version", "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms", "message.timestamp.type", "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms", "min.insync.replicas", "preallocate", "remote.log.copy.disable",
+    "remote.log.delete.on.disable", "remote.storage.enable", "retention.bytes", "retention.ms", "segment.bytes",
+    "segment.index.bytes", "segment.jitter.ms", "segment.ms", "unclean.leader.election.enable",
+}
+
+
+def test_describe_configs_lists_every_kafka_topic_config_with_sources_and_synonyms(broker_factory):
+    """Every topic config Kafka 4.x documents is described with Kafka's
+    default, its source (topic override, broker default from the command
+    line, Kafka's default) and its synonyms as Kafka lists them."""
+    from confluent_kafka.admin import ConfigSource
+    broker = broker_factory(["--topic-default", "max.message.bytes=2000000"])
+    topic = f"dc-{uuid.uuid4().hex[:8]}"
+    create(broker, topic, 1, {"retention.ms": "3600000", "min.compaction.lag.ms": "1000"})
+    d = describe(broker, topic)
+    assert set(d) == KAFKA_4_TOPIC_CONFIGS, set(d) ^ KAFKA_4_TOPIC_CONFIGS
+    ret = d["retention.ms"]
+    assert (ret.value, ret.source) == ("3600000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    assert [(s.name, s.source) for s in ret.synonyms.values()] == [
+        ("retention.ms", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)]
+    seg = d["segment.bytes"]
+    assert (seg.value, seg.source) == ("1073741824", ConfigSource.DEFAULT_CONFIG.value)
+    assert {(s.name, s.value, s.source) for s in seg.synonyms.values()} == {
+        ("log.segment.bytes", "1073741824", ConfigSource.DEFAULT_CONFIG.value)}
+    mmb = d["max.message.bytes"]
+    assert (mmb.value, mmb.source) == ("2000000", ConfigSource.STATIC_BROKER_CONFIG.value)
+    # Under the broker config's name (the client keeps one synonym per name:
+    # Kafka's default, listed after the command line's value).
+    assert "message.max.bytes" in mmb.synonyms
+    for name, value in [("preallocate", "false"), ("remote.storage.enable", "false"), ("segment.jitter.ms", "0"),
+                        ("unclean.leader.election.enable", "false"), ("message.timestamp.type", "CreateTime"),
+                        ("min.compaction.lag.ms", "1000"), ("local.retention.ms", "-2")]:
+        assert d[name].value == value, (name, d[name].value)
+
+
+@pytest.mark.parametrize("name,value,why", [
+    ("preallocate", "true", "preallocate"),
+    ("remote.storage.enable", "true", "tiered storage"),
+    ("segment.jitter.ms", "1000", "segment.jitter.ms"),
+    ("leader.replication.throttled.replicas", "0:1", "throttle"),
+    ("cleanup.policy", "compact", "cleanup.policy"),
+    ("message.timestamp.difference.max.ms", "1000", "removed in Kafka 4.0"),
+    ("compression.gzip.level", "0", "compression.gzip.level"),
+    ("no.such.config", "1", "no.such.config"),
+])
+def test_topic_configs_laminar_does_not_honour_are_refused_naming_them(broker, name, value, why):
+    assert why in refused_config(broker, {name: value})
+
+
+def test_topic_configs_without_effect_here_are_accepted(broker):
+    """Configs whose effect cannot arise in Laminar (compaction knobs on a
+    delete topic, recompression levels, deprecated ones) are accepted, as
+    Kafka accepts them on such topics; so are the values that are Laminar's
+    own behaviour."""
+    topic = f"ok-{uuid.uuid4().hex[:8]}"
+    config = {"delete.retention.ms": "1000", "min.cleanable.dirty.ratio": "0.3", "compression.zstd.level": "5",
+              "message.downconversion.enable": "false", "preallocate": "false", "segment.index.bytes": "10485760",
+              "unclean.leader.election.enable": "true", "file.delete.delay.ms": "0"}
+    create(broker, topic, 1, config)
+    d = describe(broker, topic)
+    assert {k: d[k].value for k in config} == config

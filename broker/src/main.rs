@@ -23,6 +23,7 @@ mod router;
 mod server;
 mod shard;
 mod topic_config;
+mod topic_config_table;
 mod topic_name;
 
 use std::net::SocketAddr;
@@ -230,7 +231,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         default_partitions: args.num_partitions,
         default_replication_factor: args.default_replication_factor,
         fsync_on_acks_all: !args.no_fsync_acks_all,
-        topic_defaults: server::parse_topic_defaults(&args.topic_defaults)?,
+        topic_defaults: server::parse_topic_defaults(&args.topic_defaults, args.unclean_leader_election)?,
         limits: context::ClientLimits {
             budgets: budget::BudgetConfig::new(
                 args.queued_max_request_bytes,

@@ -395,13 +395,29 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 /// Parses `key=value` pairs given as broker-level topic defaults.
-pub fn parse_topic_defaults(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+/// `--topic-default` pairs, by topic config name (a broker config name such
+/// as `log.retention.ms` or `message.max.bytes` is taken for the topic config
+/// it sets). `--unclean-leader-election` is the broker's
+/// `unclean.leader.election.enable` and shows as one.
+pub fn parse_topic_defaults(
+    pairs: &[String],
+    unclean_leader_election: bool,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for p in pairs {
         let (k, v) = p.split_once('=').with_context(|| format!("'{p}' is not key=value"))?;
-        let k = k.trim().trim_start_matches("log.").to_string();
-        anyhow::ensure!(crate::topic_config::is_supported(&k), "'{k}' is not a topic config Laminar honours");
-        out.insert(k, v.trim().to_string());
+        let k = k.trim();
+        let name = crate::topic_config::from_broker_name(k)
+            .or_else(|| crate::topic_config::from_broker_name(k.trim_start_matches("log.")))
+            .with_context(|| format!("'{k}' is not a topic config or the broker config of one"))?;
+        anyhow::ensure!(
+            name != "unclean.leader.election.enable",
+            "set unclean leader election with --unclean-leader-election"
+        );
+        out.insert(name.to_string(), v.trim().to_string());
+    }
+    if unclean_leader_election {
+        out.insert("unclean.leader.election.enable".into(), "true".into());
     }
     crate::topic_config::log_config(&BTreeMap::new(), &out).map_err(|e| anyhow::anyhow!("topic defaults: {e}"))?;
     crate::topic_config::min_insync_replicas(&BTreeMap::new(), &out)

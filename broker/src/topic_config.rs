@@ -1,43 +1,17 @@
 //! Topic configurations as Kafka names them, and their translation into the
-//! engine's `LogConfig`. Only configs the engine honours are accepted; anything
-//! else is INVALID_CONFIG, so a user never believes a setting took effect when
-//! it did not.
+//! engine's `LogConfig`. Every config Kafka 4.x documents is in
+//! `topic_config_table` (honoured, accepted without effect, or accepted only
+//! at Laminar's one value); anything else is INVALID_CONFIG naming it, so a
+//! user never believes a setting took effect when it did not.
 
 use std::collections::BTreeMap;
 
 use laminar_engine::{LogConfig, TimestampType};
 
-/// (name, Kafka default) of every topic config Laminar honours.
-pub const SUPPORTED: &[(&str, &str)] = &[
-    ("cleanup.policy", "delete"),
-    ("retention.ms", "604800000"),
-    ("retention.bytes", "-1"),
-    ("segment.bytes", "1073741824"),
-    ("segment.ms", "604800000"),
-    ("max.message.bytes", "1048588"),
-    ("flush.messages", "9223372036854775807"),
-    ("flush.ms", "9223372036854775807"),
-    ("index.interval.bytes", "4096"),
-    ("message.timestamp.type", "CreateTime"),
-    ("message.timestamp.before.max.ms", "9223372036854775807"),
-    ("message.timestamp.after.max.ms", "3600000"),
-    ("min.insync.replicas", "1"),
-    ("compression.type", "producer"),
-    // Deprecated: Kafka 4 accepts it and ignores it (message formats v0/v1
-    // are gone); tools still send it. Shown with Kafka's default.
-    ("message.format.version", "3.0-IV1"),
-];
+pub use crate::topic_config_table::{check, def, describe, from_broker_name, Kind};
 
 /// `compression.type` values Kafka knows.
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
-
-pub fn is_supported(name: &str) -> bool {
-    SUPPORTED.iter().any(|(n, _)| *n == name)
-}
-
-pub fn default_of(name: &str) -> Option<&'static str> {
-    SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, d)| *d)
-}
 
 fn parse_i64(name: &str, v: &str) -> Result<i64, String> {
     v.trim().parse::<i64>().map_err(|_| format!("{name}: '{v}' is not an integer"))
@@ -69,10 +43,8 @@ pub fn log_config(
 ) -> Result<LogConfig, String> {
     let mut cfg = LogConfig::default();
     let get = |name: &str| -> Option<&String> { overrides.get(name).or_else(|| defaults.get(name)) };
-    for name in overrides.keys() {
-        if !is_supported(name) {
-            return Err(format!("unknown or unsupported topic config '{name}'"));
-        }
+    for (name, value) in overrides.iter().chain(defaults) {
+        check(name, value)?;
     }
     if let Some(v) = get("cleanup.policy") {
         if v != "delete" {
@@ -153,9 +125,6 @@ pub fn log_config(
     if let Some(v) = get("compression.type") {
         compression_type(v)?;
     }
-    if let Some(v) = get("message.format.version") {
-        message_format_version(v)?;
-    }
     if let Some(v) = get("index.interval.bytes") {
         let n = parse_i64("index.interval.bytes", v)?;
         if n < 1 {
@@ -185,19 +154,10 @@ fn compression_type(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A Kafka version such as `0.10.0`, `2.8` or `3.0-IV1`; accepted and
-/// ignored (as Kafka 4 does: there is one message format, v2).
-fn message_format_version(v: &str) -> Result<(), String> {
-    let (numbers, iv) = v.split_once("-IV").map_or((v, None), |(n, iv)| (n, Some(iv)));
-    let parts: Vec<&str> = numbers.split('.').collect();
-    let ok = (2..=4).contains(&parts.len())
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-        && iv.is_none_or(|iv| !iv.is_empty() && iv.chars().all(|c| c.is_ascii_digit()));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("message.format.version '{v}' is not a Kafka version (such as 0.10.0 or 3.0-IV1)"))
-    }
+/// `unclean.leader.election.enable` of a topic, if it overrides the broker's
+/// (`--unclean-leader-election`, shown as its static broker config).
+pub fn unclean_leader_election(overrides: &BTreeMap<String, String>) -> Option<bool> {
+    overrides.get("unclean.leader.election.enable").map(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]

@@ -21,11 +21,6 @@ use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::topic_config;
 
-/// DescribeConfigs' config_source values (also used in CreateTopics v5+).
-pub const SOURCE_TOPIC: i8 = 1;
-pub const SOURCE_STATIC_BROKER: i8 = 4;
-pub const SOURCE_DEFAULT: i8 = 5;
-
 pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: CreateTopicsRequest = decode(header, body)?;
     let mut results = Vec::with_capacity(req.topics.len());
@@ -82,13 +77,13 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             .await
         {
             Ok(created) => {
-                let configs = effective_configs(&created.configs, ctx.admin.topic_defaults())
+                let configs = topic_config::describe(&created.configs, ctx.admin.topic_defaults())
                     .into_iter()
-                    .map(|(name, value, source)| {
+                    .map(|d| {
                         CreatableTopicConfigs::default()
-                            .with_name(s(name))
-                            .with_value(Some(s(value)))
-                            .with_config_source(source)
+                            .with_name(s(d.name))
+                            .with_value(Some(s(d.value)))
+                            .with_config_source(d.source)
                     })
                     .collect();
                 results.push(
@@ -121,25 +116,6 @@ fn error_result(r: CreatableTopicResult, e: KafkaError) -> CreatableTopicResult 
         .with_num_partitions(-1)
         .with_replication_factor(-1)
         .with_topic_config_error_code(0)
-}
-
-/// Every supported config with its effective value and where it came from.
-pub fn effective_configs(
-    overrides: &BTreeMap<String, String>,
-    defaults: &BTreeMap<String, String>,
-) -> Vec<(String, String, i8)> {
-    topic_config::SUPPORTED
-        .iter()
-        .map(|(name, kafka_default)| {
-            if let Some(v) = overrides.get(*name) {
-                (name.to_string(), v.clone(), SOURCE_TOPIC)
-            } else if let Some(v) = defaults.get(*name) {
-                (name.to_string(), v.clone(), SOURCE_STATIC_BROKER)
-            } else {
-                (name.to_string(), kafka_default.to_string(), SOURCE_DEFAULT)
-            }
-        })
-        .collect()
 }
 
 pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {

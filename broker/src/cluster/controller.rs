@@ -217,6 +217,8 @@ impl Duties<'_> {
         let unclean = self.cluster.config.unclean_leader_election;
         let mut out = Vec::new();
         for (name, t) in &self.view.topics {
+            // The topic's `unclean.leader.election.enable`, else the broker's.
+            let unclean = crate::topic_config::unclean_leader_election(&t.topic.record.configs).unwrap_or(unclean);
             for (p, stored) in t.partitions.iter().enumerate() {
                 let Some(stored) = stored else { continue };
                 // A reassignment whose target is in sync completes first;
