@@ -5,7 +5,9 @@ etcd + three release brokers on this machine:
 1. acks=all produce, replication factor 3 against replication factor 1:
    throughput, latency, and broker CPU per MB (all three brokers' user +
    system time from /proc over the measured run). The RF1 and RF3 runs
-   alternate, --repeat times each; medians and the ratio are reported.
+   alternate, --repeat times each, with a third series on a second cluster
+   started with --no-fsync-acks-all (followers do not fdatasync before
+   reporting data as had); medians and the ratios are reported.
    Three brokers share the machine's cores, so the ratio and the CPU per MB
    replicated are the figures that carry, not the absolute rates.
 2. Follower catch-up: a follower is killed, a backlog is written, the
@@ -54,15 +56,17 @@ def bench_produce(bench, bootstrap, topic, rf, secs, out):
     return json.loads(pathlib.Path(out).read_text()), " ".join(["laminar-bench"] + cmd[1:-3])
 
 
-def throughput(c, bench, secs, repeat, out_dir):
-    rows = {1: [], 3: []}
+def throughput(series, bench, secs, repeat, out_dir):
+    """`series`: (label, cluster, replication factor); the series alternate,
+    `repeat` rounds, each run's broker CPU taken from its own cluster."""
+    rows = {label: [] for label, _, _ in series}
     command = {}
     for i in range(repeat):
-        for rf in (1, 3):
-            topic = f"rf{rf}-{i}"
+        for label, c, rf in series:
+            topic = f"{label}-{i}"
             before = brokers_cpu(c)
             t0 = time.monotonic()
-            r, command[rf] = bench_produce(bench, c.bootstrap, topic, rf, secs, out_dir / f"rf{rf}-{i}.json")
+            r, command[label] = bench_produce(bench, c.bootstrap, topic, rf, secs, out_dir / f"{label}-{i}.json")
             wall = time.monotonic() - t0
             cpu = brokers_cpu(c) - before
             p = r["produce"]
@@ -71,18 +75,23 @@ def throughput(c, bench, secs, repeat, out_dir):
             # The measured window's bytes scaled to the whole run (warm-up
             # included), against the whole run's broker CPU.
             gb_run = tp["mb_per_sec"] * wall / 1000
-            rows[rf].append({
+            rows[label].append({
                 "records_per_s": tp["records_per_sec"],
                 "mb_per_s": tp["mb_per_sec"],
                 "p50_ms": lat["p50_ms"],
                 "p99_ms": lat["p99_ms"],
                 "broker_cpu_s_per_gb": cpu / max(gb_run, 1e-9),
             })
-            print(f"rf{rf} run {i}: {rows[rf][-1]}", file=sys.stderr)
-    med = {rf: {k: statistics.median(x[k] for x in rows[rf]) for k in rows[rf][0]} for rf in rows}
-    extra_per_replicated_gb = (med[3]["broker_cpu_s_per_gb"] - med[1]["broker_cpu_s_per_gb"]) / 2
-    return {"rf1": med[1], "rf3": med[3], "rf3_over_rf1_throughput": med[3]["mb_per_s"] / med[1]["mb_per_s"],
-            "cpu_s_per_gb_replicated": extra_per_replicated_gb, "commands": command, "runs": rows}
+            print(f"{label} run {i}: {rows[label][-1]}", file=sys.stderr)
+    med = {label: {k: statistics.median(x[k] for x in rows[label]) for k in rows[label][0]} for label in rows}
+    # RF3 writes every byte three times: the CPU beyond RF1's, per extra copy.
+    extra_per_replicated_gb = (med["rf3"]["broker_cpu_s_per_gb"] - med["rf1"]["broker_cpu_s_per_gb"]) / 2
+    out = {"medians": med, "rf3_over_rf1_throughput": med["rf3"]["mb_per_s"] / med["rf1"]["mb_per_s"],
+           "cpu_s_per_gb_replicated": extra_per_replicated_gb, "commands": command, "runs": rows}
+    if "rf3-nofsync" in med:
+        out["rf3_nofsync_over_rf3_throughput"] = med["rf3-nofsync"]["mb_per_s"] / med["rf3"]["mb_per_s"]
+        out["rf3_nofsync_over_rf3_p50"] = med["rf3-nofsync"]["p50_ms"] / med["rf3"]["p50_ms"]
+    return out
 
 
 def catch_up(c, bench, backlog_mb, out_dir):
@@ -114,7 +123,8 @@ def failover(c, kills):
     from test_replication import first_accepted_write
     a_topic = "failover"
     from confluent_kafka.admin import AdminClient, NewTopic
-    AdminClient({"bootstrap.servers": c.bootstrap}).create_topics([NewTopic(a_topic, 1, 3)])[a_topic].result(30)
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})  # kept alive until the create answers
+    admin.create_topics([NewTopic(a_topic, 1, 3)])[a_topic].result(30)
     import jepsen
     jepsen.wait_healed(c, a_topic)
     times = []
@@ -155,13 +165,21 @@ def main():
         "fio_buffered_mb_s": statistics.median(fio_write(disk, False, 8) for _ in range(3)),
     }
     print(f"limits: {result['limits']}", file=sys.stderr)
+    # The default cluster (followers fdatasync before they report data as
+    # had) and, idle beside it while the other runs, one with
+    # --no-fsync-acks-all: the durability choice's cost, measured in one run.
     c = Cluster(3).start()
+    lax = Cluster(3, extra_args=["--no-fsync-acks-all"]).start()
     try:
         c.wait_all_registered()
-        result["throughput"] = throughput(c, opts.bench, opts.secs, opts.repeat, out_dir)
+        lax.wait_all_registered()
+        series = [("rf1", c, 1), ("rf3", c, 3), ("rf3-nofsync", lax, 3)]
+        result["throughput"] = throughput(series, opts.bench, opts.secs, opts.repeat, out_dir)
+        lax.stop()
         result["catch_up"] = catch_up(c, opts.bench, opts.backlog_mb, out_dir)
         result["failover"] = failover(c, opts.kills)
     finally:
+        lax.stop()
         c.stop()
     result["machine"]["load_after"] = os.getloadavg()
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))

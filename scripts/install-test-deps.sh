@@ -30,6 +30,8 @@ python3 -c 'import pytest' 2>/dev/null || py_missing+=(pytest)
 # kafka-python's lz4 and zstd codecs.
 python3 -c 'import lz4' 2>/dev/null || py_missing+=(lz4)
 python3 -c 'import zstandard' 2>/dev/null || py_missing+=(zstandard)
+# Parses /metrics in tests/test_metrics.py with Prometheus' own parser.
+python3 -c 'import prometheus_client' 2>/dev/null || py_missing+=(prometheus-client)
 if [ ${#py_missing[@]} -gt 0 ]; then
     python3 -m pip install -q --disable-pip-version-check "${py_missing[@]}"
 fi

@@ -22,8 +22,9 @@ echo "== cargo test"
 # overflow checks turn arithmetic on hostile input into a loud failure.
 cargo test --workspace
 echo "== end-to-end tests (real clients, the release binary users get)"
-cargo build --release --bin laminar
-LAMINAR_BIN="$PWD/target/release/laminar" python3 -m pytest -q tests/
+cargo build --release --bin laminar --bin laminarctl
+LAMINAR_BIN="$PWD/target/release/laminar" LAMINARCTL_BIN="$PWD/target/release/laminarctl" \
+    python3 -m pytest -q tests/
 
 if [ -s "$LAMINAR_SKIP_LOG" ]; then
     echo "== $(wc -l <"$LAMINAR_SKIP_LOG") test(s) SKIPPED:"

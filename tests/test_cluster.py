@@ -152,6 +152,54 @@ def _committed(consumer, tps):
     return {tp.partition: tp.offset for tp in res if tp.offset >= 0}
 
 
+def test_a_stable_group_is_taken_over_without_a_rebalance(cluster):
+    """The group's membership at its last rebalance is in etcd: when its
+    coordinator dies, the next one takes the group over Stable, and the
+    members go on heartbeating with their generation and assignment: no
+    revocation, no new assignment (Kafka's behaviour; without the record
+    every member would get UNKNOWN_MEMBER_ID and the group rebalance)."""
+    create(cluster.bootstrap, "steady", 4, rf=3)
+    group = "steady-" + uuid.uuid4().hex
+    events = collections.Counter()
+    consumers = []
+    for i in range(2):
+        c = Consumer({"bootstrap.servers": cluster.bootstrap_all(), "group.id": group,
+                      "session.timeout.ms": 10000, "heartbeat.interval.ms": 300,
+                      "partition.assignment.strategy": "range", "auto.offset.reset": "earliest"})
+        c.subscribe(["steady"], on_assign=lambda c, ps: events.update(["assign"]),
+                    on_revoke=lambda c, ps: events.update(["revoke"]),
+                    on_lost=lambda c, ps: events.update(["lost"]))
+        consumers.append(c)
+
+    def poll_all(secs):
+        deadline = time.time() + secs
+        while time.time() < deadline:
+            for c in consumers:
+                c.poll(0.1)
+
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and sum(len(c.assignment()) for c in consumers) < 4:
+            poll_all(0.5)
+        assert sum(len(c.assignment()) for c in consumers) == 4, events
+        poll_all(2)  # every member synced and heartbeating: Stable
+        settled = dict(events)
+        coordinator = coordinator_of(cluster.bootstrap, group)
+        cluster.kill(coordinator)
+        # Past the lease TTL (2 s), the controller's slot move and the
+        # members' coordinator lookup, well inside their session timeout.
+        poll_all(12)
+        survivors = ",".join(b.bootstrap for n, b in cluster.brokers.items() if n != coordinator)
+        assert coordinator_of(survivors, group) != coordinator
+        assert dict(events) == settled, f"rebalanced after the coordinator died: {settled} -> {dict(events)}"
+        admin = AdminClient({"bootstrap.servers": survivors})
+        d = admin.describe_consumer_groups([group])[group].result(30)
+        assert len(d.members) == 2 and str(d.state).endswith("STABLE"), d
+    finally:
+        for c in consumers:
+            c.close()
+
+
 def test_the_controller_fails_over_within_the_lease(cluster):
     create(cluster.bootstrap, "ctl", 3)
     old = cluster.wait_for("controller", cluster.controller)
@@ -223,6 +271,10 @@ def test_an_etcd_that_is_not_up_yet_is_waited_for(tmp_path):
         c.etcd.start()
         t.join(60)
         assert "b" in started, "the broker started once etcd came up"
+        # stderr is drained by a thread started with the broker: give it a moment.
+        deadline = time.time() + 10
+        while "etcd is not reachable" not in b.log_text() and time.time() < deadline:
+            time.sleep(0.1)
         assert "etcd is not reachable" in b.log_text()
         b.stop()
     finally:

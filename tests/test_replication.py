@@ -441,3 +441,44 @@ def test_log_append_time_batches_are_replicated_as_the_leader_stamped_them(clust
         pos += 12 + length
         batches += 1
     assert batches > 0 and pos == len(data)
+
+
+@pytest.mark.parametrize("unclean", [False, True])
+def test_unclean_leader_election_is_a_topic_setting(cluster, unclean):
+    """The follower is killed (the ISR shrinks to the leader), the leader takes
+    one more write, then dies too, and the follower comes back. Clean (the
+    default): the partition stays without a leader, losing nothing, until
+    the leader returns. `unclean.leader.election.enable=true` on the topic
+    (the broker's setting is off): the out-of-sync follower is elected and
+    the write only the old leader had is gone, on every replica."""
+    topic = "unclean" if unclean else "clean"
+    create(cluster, topic, rf=2, config={"unclean.leader.election.enable": str(unclean).lower()})
+    leader = leader_of(cluster, topic)
+    follower = next(n for n in cluster.partitions(topic)[0]["replicas"] if n != leader)
+    acked, errors = produce(cluster.bootstrap, topic, [b"both"])
+    assert acked and not errors
+    cluster.kill(follower)
+    cluster.wait_for("ISR shrunk to the leader", lambda: isr_of(cluster, topic) == [leader], timeout=30)
+    acked, errors = produce(cluster.bootstrap_all(), topic, [b"leader-only"])
+    assert acked and not errors
+    cluster.kill(leader)
+    cluster.restart(follower)
+    if unclean:
+        cluster.wait_for("the follower elected", lambda: leader_of(cluster, topic) == follower, timeout=30)
+        acked, errors = produce(cluster.bootstrap_all(), topic, [b"after"])
+        assert acked and not errors
+        cluster.restart(leader)
+        jepsen.wait_healed(cluster, topic, timeout=60)
+        assert [v for _, v in read_all(cluster.bootstrap_all(), topic)] == [b"both", b"after"]
+        cluster.stop_brokers()
+        assert not jepsen.divergent_replicas(cluster, topic)
+    else:
+        cluster.wait_for("the dead leader's lease lapsed", lambda: leader_of(cluster, topic) == -1, timeout=30)
+        deadline = time.monotonic() + 3 * LEASE_TTL_S
+        while time.monotonic() < deadline:
+            assert leader_of(cluster, topic) == -1, cluster.partitions(topic)
+            time.sleep(0.1)
+        cluster.restart(leader)
+        cluster.wait_for("the old leader back", lambda: leader_of(cluster, topic) == leader, timeout=30)
+        jepsen.wait_healed(cluster, topic, timeout=60)
+        assert [v for _, v in read_all(cluster.bootstrap_all(), topic)] == [b"both", b"leader-only"]

@@ -12,8 +12,9 @@ const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// How long a new topic may take to get a leader for every partition.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
 
-/// Creates the topic when asked, then waits until every partition has a leader; returns the
-/// partition indexes.
+/// Creates the topic when asked, then waits until every partition has a leader that serves
+/// (in a cluster a new leader answers NOT_LEADER_OR_FOLLOWER until its epoch is durable, and
+/// the bench never retries a produce); returns the partition indexes.
 pub async fn prepare(client: &Client, args: &RunArgs) -> Result<Vec<i32>, String> {
     if args.create_topic {
         let topic = NewTopic {
@@ -37,7 +38,11 @@ pub async fn prepare(client: &Client, args: &RunArgs) -> Result<Vec<i32>, String
                 Some(t)
                     if t.error_code == 0 && !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0) =>
                 {
-                    return Ok(t.partitions.iter().map(|p| p.partition).collect());
+                    let partitions: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
+                    match leaders_serving(client, &args.topic, &partitions).await {
+                        None => return Ok(partitions),
+                        Some(problem) => problem,
+                    }
                 }
                 Some(t) if t.error_code != 0 => error_name(t.error_code),
                 Some(_) => "partitions without a leader".to_string(),
@@ -51,6 +56,18 @@ pub async fn prepare(client: &Client, args: &RunArgs) -> Result<Vec<i32>, String
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Asks every partition's leader for its log end; the first refusal, if any.
+async fn leaders_serving(client: &Client, topic: &str, partitions: &[i32]) -> Option<String> {
+    for &partition in partitions {
+        match client.list_offset(topic, partition, OffsetSpec::Latest).await {
+            Ok(r) if r.error_code == 0 => {}
+            Ok(r) => return Some(format!("partition {partition}: {}", error_name(r.error_code))),
+            Err(e) => return Some(format!("partition {partition}: {e}")),
+        }
+    }
+    None
 }
 
 /// The earliest or latest offset of each partition.

@@ -33,6 +33,7 @@ use crate::budget::{Held, RequestBudgets};
 use crate::conn_caps::Admitted;
 use crate::context::{ClientLimits, Ctx};
 use crate::log_limit::{self, Cause};
+use crate::metrics;
 use crate::response::{Chunk, Response};
 
 /// Requests of one connection being worked on at once; reading stops beyond it.
@@ -168,7 +169,12 @@ async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>, peer: Rc<str>) -> Res
                 Step::Frame(frame, held) => {
                     inflight_bytes += held.bytes();
                     let (ctx, peer) = (ctx.clone(), peer.clone());
-                    inflight.push_back(Box::pin(async move { (api::handle(ctx, peer, frame).await, held) }));
+                    let timer = metrics::RequestTimer::start(&frame);
+                    inflight.push_back(Box::pin(async move {
+                        let result = api::handle(ctx, peer, frame).await;
+                        timer.finish();
+                        (result, held)
+                    }));
                 }
                 Step::Progress | Step::Blocked => {}
                 Step::Eof => eof = true,

@@ -62,6 +62,8 @@ pub struct ShardStopped;
 ///   `INFLIGHT_MAX` per connection, connections capped by `max.connections`);
 /// - the control plane's (Assign, Unassign, group Slots) are one per replica
 ///   or shard per reconcile round, and each round awaits its answers;
+/// - LogDirs is one per shard per DescribeLogDirs request in flight, which
+///   awaits them (so bounded like any request);
 /// - Shutdown is one per shard.
 #[derive(Clone)]
 pub struct Router {

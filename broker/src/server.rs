@@ -10,7 +10,6 @@
 //! log.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -60,6 +59,8 @@ pub struct ServerOptions {
     pub replication: crate::replication::ReplicationConfig,
     /// Window of the log rate limiter (`log_limit.rs`).
     pub log_limit_interval: Duration,
+    /// Where to serve Prometheus metrics (`metrics/`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// File descriptors kept for everything but partition logs and client
@@ -89,13 +90,21 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     }
     log_limit::set_interval(opts.log_limit_interval);
 
+    crate::metrics::init(opts.shards);
+    let metrics_listener = opts.metrics_listen.map(crate::metrics::bind).transpose()?;
+
     let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (store, keys): (Arc<dyn MetaStore>, Keys) = match &opts.store {
         StoreChoice::Embedded => (
-            Arc::new(EmbeddedStore::open(&opts.data_dir.join("meta")).context("opening the metadata store")?),
+            crate::metrics::store::timed(
+                Arc::new(EmbeddedStore::open(&opts.data_dir.join("meta")).context("opening the metadata store")?),
+                "embedded",
+            ),
             Keys::new(""),
         ),
-        StoreChoice::Etcd { endpoints, prefix } => (crate::etcd::connect(endpoints)?, Keys::new(prefix)),
+        StoreChoice::Etcd { endpoints, prefix } => {
+            (crate::metrics::store::timed(crate::etcd::connect(endpoints)?, "etcd"), Keys::new(prefix))
+        }
     };
     let prepared = control.block_on(format::prepare(&*store, &keys, &opts.data_dir, opts.config.node_id))?;
 
@@ -134,6 +143,9 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let budgets = config.limits.budgets;
     let broker_budget = Arc::new(Budget::new(budgets.broker_bytes));
     let conn_caps = Arc::new(ConnectionCaps::new(max_connections, config.limits.max_connections_per_ip));
+    if let Some(listener) = metrics_listener {
+        crate::metrics::serve(listener, router.clone(), cluster.clone())?;
+    }
 
     let cores = if opts.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (started_tx, started_rx) = std_mpsc::channel::<anyhow::Result<()>>();
@@ -161,7 +173,12 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
+            // Runtimes start one at a time, so each shard finds its own ring.
+            let ring_start = crate::metrics::ring_start_lock();
             tokio_uring::start(async move {
+                crate::metrics::enter_shard(id);
+                crate::metrics::set_ring_fd(id, crate::metrics::claim_ring());
+                drop(ring_start);
                 // Rc state is made here, on the shard's own thread.
                 let writer = OffsetWriter::new(store, keys);
                 tokio_uring::spawn(writer.clone().run());
@@ -392,37 +409,6 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
-}
-
-/// Parses `key=value` pairs given as broker-level topic defaults.
-/// `--topic-default` pairs, by topic config name (a broker config name such
-/// as `log.retention.ms` or `message.max.bytes` is taken for the topic config
-/// it sets). `--unclean-leader-election` is the broker's
-/// `unclean.leader.election.enable` and shows as one.
-pub fn parse_topic_defaults(
-    pairs: &[String],
-    unclean_leader_election: bool,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for p in pairs {
-        let (k, v) = p.split_once('=').with_context(|| format!("'{p}' is not key=value"))?;
-        let k = k.trim();
-        let name = crate::topic_config::from_broker_name(k)
-            .or_else(|| crate::topic_config::from_broker_name(k.trim_start_matches("log.")))
-            .with_context(|| format!("'{k}' is not a topic config or the broker config of one"))?;
-        anyhow::ensure!(
-            name != "unclean.leader.election.enable",
-            "set unclean leader election with --unclean-leader-election"
-        );
-        out.insert(name.to_string(), v.trim().to_string());
-    }
-    if unclean_leader_election {
-        out.insert("unclean.leader.election.enable".into(), "true".into());
-    }
-    crate::topic_config::log_config(&BTreeMap::new(), &out).map_err(|e| anyhow::anyhow!("topic defaults: {e}"))?;
-    crate::topic_config::min_insync_replicas(&BTreeMap::new(), &out)
-        .map_err(|e| anyhow::anyhow!("topic defaults: {e}"))?;
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -134,10 +134,29 @@ pub enum ShardMsg {
         reply: oneshot::Sender<()>,
     },
     Group(crate::group::GroupMsg),
+    /// DescribeLogDirs: this shard's data directory and, per replica it
+    /// holds online, its size on disk and how far its end is below the
+    /// high watermark.
+    LogDirs {
+        reply: oneshot::Sender<(PathBuf, Vec<ReplicaSize>)>,
+    },
+    /// The shard's metrics report, for a scrape (`metrics/`).
+    Metrics {
+        reply: oneshot::Sender<crate::metrics::ShardReport>,
+    },
     /// Close every log; answered with how many failed to close.
     Shutdown {
         reply: oneshot::Sender<usize>,
     },
+}
+
+/// One replica's line in DescribeLogDirs.
+pub struct ReplicaSize {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub size_bytes: u64,
+    /// Kafka's `offset_lag`: max(high watermark - log end offset, 0).
+    pub offset_lag: i64,
 }
 
 /// Why a replica cannot serve right now.
@@ -493,7 +512,11 @@ pub async fn run_mailbox(
     mut rx: mpsc::UnboundedReceiver<ShardMsg>,
 ) {
     while let Some(msg) = rx.recv().await {
+        crate::metrics::mailbox_depth(rx.len());
         match msg {
+            ShardMsg::Metrics { reply } => {
+                let _ = reply.send(crate::metrics::shard_report(&shard.borrow(), &groups.borrow()));
+            }
             ShardMsg::Group(m) => crate::group::manager::handle(&groups, m),
             ShardMsg::Produce { topic, partition, batches, acks, sync, timeout, reply } => {
                 crate::failpoints::before_produce(&topic);
@@ -545,6 +568,24 @@ pub async fn run_mailbox(
                     };
                     let _ = reply.send(r);
                 });
+            }
+            ShardMsg::LogDirs { reply } => {
+                let s = shard.borrow();
+                let sizes = s
+                    .replicas
+                    .iter()
+                    .filter_map(|((topic, partition), r)| {
+                        let log = r.log()?;
+                        let lag = (log.high_watermark() as i64 - log.log_end_offset() as i64).max(0);
+                        Some(ReplicaSize {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            size_bytes: log.size_bytes(),
+                            offset_lag: lag,
+                        })
+                    })
+                    .collect();
+                let _ = reply.send((s.data_dir.clone(), sizes));
             }
             ShardMsg::Assign { assignment, reply } => assign(&shard, assignment, reply),
             ShardMsg::Unassign { topic, partition, delete, reply } => unassign(&shard, topic, partition, delete, reply),

@@ -8,7 +8,12 @@ use std::collections::BTreeMap;
 
 use laminar_engine::{LogConfig, TimestampType};
 
-pub use crate::topic_config_table::{check, def, describe, from_broker_name, Kind};
+pub use crate::topic_config_table::{check, def, describe, Kind};
+
+/// Kafka's default of a topic config.
+pub fn default_of(name: &str) -> Option<&'static str> {
+    def(name).map(|d| d.default)
+}
 
 /// `compression.type` values Kafka knows.
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
@@ -32,6 +37,23 @@ pub fn min_insync_replicas(
             }
             Ok(n as i32)
         }
+    }
+}
+
+/// `unclean.leader.election.enable` for one topic: its override, else the
+/// broker's setting (`--unclean-leader-election`). Read by the controller.
+pub fn unclean_leader_election(overrides: &BTreeMap<String, String>, broker_default: bool) -> Result<bool, String> {
+    match overrides.get("unclean.leader.election.enable") {
+        None => Ok(broker_default),
+        Some(v) => parse_bool("unclean.leader.election.enable", v),
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{name}: '{v}' is not true or false")),
     }
 }
 
@@ -132,6 +154,10 @@ pub fn log_config(
         }
         cfg.index_interval_bytes = n as u64;
     }
+    if let Some(v) = get("unclean.leader.election.enable") {
+        // The controller's setting, not the engine's: validated here with the rest.
+        parse_bool("unclean.leader.election.enable", v)?;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -152,12 +178,6 @@ fn compression_type(v: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// `unclean.leader.election.enable` of a topic, if it overrides the broker's
-/// (`--unclean-leader-election`, shown as its static broker config).
-pub fn unclean_leader_election(overrides: &BTreeMap<String, String>) -> Option<bool> {
-    overrides.get("unclean.leader.election.enable").map(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]
@@ -217,9 +237,18 @@ mod tests {
             ("segment.bytes", "10"),
             ("max.message.bytes", "0"),
             ("no.such.config", "1"),
+            ("unclean.leader.election.enable", "maybe"),
         ] {
             let e = log_config(&m(&[(k, v)]), &m(&[])).unwrap_err();
             assert!(e.contains(k.split('.').next().unwrap()), "{e}");
         }
+    }
+
+    #[test]
+    fn unclean_election_is_per_topic_over_the_broker_setting() {
+        assert!(!unclean_leader_election(&m(&[]), false).unwrap());
+        assert!(unclean_leader_election(&m(&[]), true).unwrap());
+        assert!(unclean_leader_election(&m(&[("unclean.leader.election.enable", "true")]), false).unwrap());
+        assert!(!unclean_leader_election(&m(&[("unclean.leader.election.enable", "FALSE")]), true).unwrap());
     }
 }

@@ -135,16 +135,6 @@ pub fn def(name: &str) -> Option<&'static Def> {
     DEFS.iter().find(|d| d.name == name)
 }
 
-/// The topic config a broker config name sets the default of
-/// (`log.retention.ms` → `retention.ms`, `message.max.bytes` →
-/// `max.message.bytes`), or the name itself if it is a topic config.
-pub fn from_broker_name(name: &str) -> Option<&'static str> {
-    if let Some(d) = def(name) {
-        return Some(d.name);
-    }
-    DEFS.iter().find(|d| d.broker.is_some_and(|(b, _)| b == name)).map(|d| d.name)
-}
-
 /// Checks one topic config and value: a known name, a valid value, and for
 /// a config Laminar only accepts at one value, that value. Honoured configs'
 /// values are checked where they are turned into behaviour.
@@ -354,9 +344,5 @@ mod tests {
         let pre = get("preallocate");
         assert_eq!((pre.value.as_str(), pre.source, pre.kind), ("false", SOURCE_DEFAULT, Boolean));
         assert!(pre.note.unwrap().contains("does not preallocate"));
-        assert_eq!(from_broker_name("log.retention.ms"), Some("retention.ms"));
-        assert_eq!(from_broker_name("message.max.bytes"), Some("max.message.bytes"));
-        assert_eq!(from_broker_name("retention.ms"), Some("retention.ms"));
-        assert_eq!(from_broker_name("log.roll.hours"), None);
     }
 }

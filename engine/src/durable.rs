@@ -13,11 +13,16 @@ use std::fs::{self, File};
 use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::time::Instant;
+
+use crate::stats;
 
 /// fdatasync of `file`.
 pub(crate) fn sync_data(file: &File) -> io::Result<()> {
     let mark = begin(file);
+    let started = Instant::now();
     file.sync_data()?;
+    stats::FDATASYNC.record(started.elapsed());
     end(mark);
     Ok(())
 }
@@ -25,7 +30,9 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
 /// fsync of `file` (after a truncation, whose new size must be durable too).
 pub(crate) fn sync_all(file: &File) -> io::Result<()> {
     let mark = begin(file);
+    let started = Instant::now();
     file.sync_all()?;
+    stats::FSYNC.record(started.elapsed());
     end(mark);
     Ok(())
 }
@@ -34,7 +41,9 @@ pub(crate) fn sync_all(file: &File) -> io::Result<()> {
 /// its descriptor): `sync` is that operation, not yet started.
 pub(crate) async fn synced_by(file: &File, sync: impl Future<Output = io::Result<()>>) -> io::Result<()> {
     let mark = begin(file);
+    let started = Instant::now();
     sync.await?;
+    stats::FDATASYNC.record(started.elapsed());
     end(mark);
     Ok(())
 }
@@ -45,7 +54,9 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     #[cfg(test)]
     let mark = crate::crashsim::dir_sync_starting(dir);
+    let started = Instant::now();
     File::open(dir)?.sync_all()?;
+    stats::DIR_FSYNC.record(started.elapsed());
     #[cfg(test)]
     if let Some(mark) = mark {
         crate::crashsim::dir_synced(mark);

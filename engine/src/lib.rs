@@ -22,6 +22,7 @@ pub mod producer_snapshot;
 pub mod producer_state;
 pub mod sealed_files;
 pub mod segment;
+pub mod stats;
 pub mod watch;
 
 pub use config::{LogConfig, TimestampType};

@@ -52,7 +52,7 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
             .with_resource_name(r.resource_name.clone());
         let entries: Result<Vec<Entry>, KafkaError> = match r.resource_type {
             RESOURCE_TOPIC => match ctx.view().topic(&r.resource_name) {
-                Some(t) => Ok(topic_config::describe(&t.topic.record.configs, ctx.admin.topic_defaults())
+                Some(t) => Ok(topic_config::describe(&t.topic.record.configs, &broker_defaults(ctx))
                     .into_iter()
                     .map(|d| Entry {
                         name: d.name.to_string(),
@@ -118,6 +118,17 @@ fn answer(e: Entry, include_synonyms: bool, include_documentation: bool) -> Desc
         .with_documentation(e.documentation.filter(|_| include_documentation).map(s))
 }
 
+/// The topics' defaults this broker was started with, by topic config name:
+/// `--topic-default`s and `--unclean-leader-election` (the broker's
+/// `unclean.leader.election.enable`), shown as STATIC_BROKER_CONFIG.
+pub(super) fn broker_defaults(ctx: &Ctx) -> BTreeMap<String, String> {
+    let mut defaults = ctx.admin.topic_defaults().clone();
+    if ctx.cluster.config.unclean_leader_election {
+        defaults.insert("unclean.leader.election.enable".into(), "true".into());
+    }
+    defaults
+}
+
 /// The broker settings a client may want to see; all fixed at start.
 fn broker_configs(ctx: &Ctx) -> Vec<Entry> {
     let c = &ctx.config;
@@ -138,7 +149,7 @@ fn broker_configs(ctx: &Ctx) -> Vec<Entry> {
     ];
     // Topic defaults appear under their broker names (`message.max.bytes`,
     // `log.retention.ms`, ...), as in Kafka: the command line's, else Kafka's.
-    for d in topic_config::describe(&BTreeMap::new(), &c.topic_defaults) {
+    for d in topic_config::describe(&BTreeMap::new(), &broker_defaults(ctx)) {
         let Some((broker, _)) = topic_config::def(d.name).and_then(|t| t.broker) else { continue };
         let Some((_, value, source)) = d.synonyms.first().cloned() else { continue };
         let source = if source == SOURCE_DEFAULT { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };

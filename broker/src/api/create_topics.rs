@@ -77,7 +77,7 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             .await
         {
             Ok(created) => {
-                let configs = topic_config::describe(&created.configs, ctx.admin.topic_defaults())
+                let configs = topic_config::describe(&created.configs, &super::configs::broker_defaults(ctx))
                     .into_iter()
                     .map(|d| {
                         CreatableTopicConfigs::default()

@@ -74,6 +74,10 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         let bytes: u64 = results.iter().map(|r| r.as_ref().map_or(0, |r| r.slice.as_ref().map_or(0, |s| s.len))).sum();
         let any_error = results.iter().any(|r| r.is_err());
         if bytes >= min_bytes.max(1) || any_error || Instant::now() >= deadline || wanted.is_empty() {
+            for (w, r) in wanted.iter().zip(&results) {
+                let sent = r.as_ref().map_or(0, |r| r.slice.as_ref().map_or(0, |s| s.len));
+                crate::metrics::bytes_out(&w.topic, sent, replica.is_some());
+            }
             return encode(header, version, errors::NONE, &wanted, &results);
         }
         wait_for_data(&results, deadline, replica.is_some()).await;

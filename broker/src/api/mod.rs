@@ -17,6 +17,8 @@ mod configs;
 mod create_topics;
 mod delete_records;
 mod describe_cluster;
+mod describe_log_dirs;
+mod elect_leaders;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -115,6 +117,8 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, frame: Bytes) -> HandlerResult 
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &header, body).await,
         ApiKey::AlterPartitionReassignments => reassignments::alter(ctx, &header, body).await,
         ApiKey::ListPartitionReassignments => reassignments::list(ctx, &header, body),
+        ApiKey::ElectLeaders => elect_leaders::handle(ctx, &header, body).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(ctx, &header, body).await,
         other => Err(ConnError::Frame(format!("API {other:?} has no handler"))),
     }
 }

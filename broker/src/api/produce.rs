@@ -40,7 +40,9 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 // Where it goes first: a partition that is not here says so
                 // whatever its records look like.
                 ctx.route(&view, &name, p.index).map_err(|e| invalid_name(&name, e)).and_then(|shard| {
-                    let batches = split(p.records.unwrap_or_default())?;
+                    let records = p.records.unwrap_or_default();
+                    crate::metrics::bytes_in(&name, records.len() as u64);
+                    let batches = split(records)?;
                     let topic = name.clone();
                     ctx.router.ask(shard, |reply| ShardMsg::Produce {
                         topic,

@@ -276,6 +276,57 @@ impl Admin {
         Ok(())
     }
 
+    /// ElectLeaders (preferred): moves each partition's leadership to its
+    /// first replica where that one is in sync (`controller::preferred_election`),
+    /// one compare-and-swap per partition; answers once this broker has
+    /// applied the writes. A result per partition, in order.
+    pub async fn elect_preferred(&self, partitions: &[(String, i32)]) -> Vec<Result<(), KafkaError>> {
+        let view = self.cluster.view();
+        let mut out = Vec::with_capacity(partitions.len());
+        let mut last_revision = 0;
+        for (name, partition) in partitions {
+            let Some(stored) = view.topic(name).and_then(|t| t.partition(*partition)) else {
+                out.push(Err(KafkaError::unknown_partition(name, *partition)));
+                continue;
+            };
+            let next = match super::controller::preferred_election(&stored.record, &view) {
+                Ok(next) => next,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let key = self.cluster.keys.partition(name, *partition);
+            let r = self
+                .cluster
+                .store
+                .txn(vec![Compare::version(key.clone(), stored.version)], vec![Op::put(key, to_json(&next))])
+                .await;
+            out.push(match r {
+                Ok(r) if r.applied => {
+                    tracing::info!(
+                        partition = %format!("{name}-{partition}"),
+                        leader = next.leader,
+                        epoch = next.leader_epoch,
+                        "preferred leader elected (ElectLeaders)"
+                    );
+                    last_revision = last_revision.max(r.revision);
+                    Ok(())
+                }
+                // Its leader changed the ISR or the controller moved it meanwhile.
+                Ok(_) => Err(KafkaError::new(
+                    errors::REQUEST_TIMED_OUT,
+                    format!("{name}-{partition} changed concurrently; retry"),
+                )),
+                Err(e) => Err(store_error(e)),
+            });
+        }
+        if last_revision > 0 {
+            self.cluster.wait_applied(last_revision, DEFAULT_WAIT).await;
+        }
+        out
+    }
+
     async fn replace_topic(&self, name: &str, t: &TopicView, record: &TopicRecord) -> Result<u64, KafkaError> {
         let key = self.cluster.keys.topic(name);
         let r = self

@@ -214,11 +214,12 @@ impl Duties<'_> {
 
     fn elect_leaders(&self, preferred: bool) -> Vec<Change> {
         let keys = &self.cluster.keys;
-        let unclean = self.cluster.config.unclean_leader_election;
+        let broker_unclean = self.cluster.config.unclean_leader_election;
         let mut out = Vec::new();
         for (name, t) in &self.view.topics {
-            // The topic's `unclean.leader.election.enable`, else the broker's.
-            let unclean = crate::topic_config::unclean_leader_election(&t.topic.record.configs).unwrap_or(unclean);
+            // Validated when written; a store edited by hand falls back to the broker's setting.
+            let unclean = crate::topic_config::unclean_leader_election(&t.topic.record.configs, broker_unclean)
+                .unwrap_or(broker_unclean);
             for (p, stored) in t.partitions.iter().enumerate() {
                 let Some(stored) = stored else { continue };
                 // A reassignment whose target is in sync completes first;
@@ -432,6 +433,43 @@ pub fn next_state(
     Some(next)
 }
 
+/// ElectLeaders (preferred): the record that hands leadership to the first
+/// replica now, rather than at the controller's next periodic check
+/// (`PREFERRED_LEADER_CHECK`), or why not. The same rule as the controller's
+/// handover in [`next_state`]: the preferred replica must be in sync in its
+/// live incarnation and not shutting down. Any broker may write it (one
+/// compare-and-swap on the record, as reassignments are): the new epoch
+/// fences the old leader as a controller's election does.
+pub fn preferred_election(
+    rec: &PartitionRecord,
+    view: &ClusterView,
+) -> Result<PartitionRecord, crate::errors::KafkaError> {
+    use crate::errors::{KafkaError, ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE};
+    let Some(&first) = rec.replicas.first() else {
+        return Err(KafkaError::new(PREFERRED_LEADER_NOT_AVAILABLE, "the partition has no replicas"));
+    };
+    let live = view.incarnation(first);
+    if rec.leader == first && live == Some(rec.leader_incarnation) {
+        return Err(KafkaError::new(ELECTION_NOT_NEEDED, format!("broker {first} leads already")));
+    }
+    let in_sync = rec.isr.iter().any(|m| m.node == first && live == Some(m.incarnation));
+    if !in_sync {
+        return Err(KafkaError::new(
+            PREFERRED_LEADER_NOT_AVAILABLE,
+            format!("the preferred replica {first} is not in sync (or not alive)"),
+        ));
+    }
+    if view.broker(first).is_some_and(|b| b.record.shutting_down) {
+        return Err(KafkaError::new(PREFERRED_LEADER_NOT_AVAILABLE, format!("broker {first} is shutting down")));
+    }
+    let mut next = rec.clone();
+    next.leader = first;
+    next.leader_incarnation = live.expect("in sync means alive");
+    next.leader_epoch += 1;
+    next.partition_epoch += 1;
+    Ok(next)
+}
+
 fn describe_change(topic: &str, p: usize, old: &PartitionRecord, new: &PartitionRecord) -> String {
     if old.leader != new.leader || old.leader_epoch != new.leader_epoch {
         format!(
@@ -513,6 +551,24 @@ mod tests {
         let dead_leader = view(&[(1, 10), (3, 30)]);
         let e = next_state(&rec(2, 20, &[(1, 10), (2, 20), (3, 30)]), &leaving(dead_leader, 1), false, false);
         assert_eq!(e.unwrap().leader, 3);
+    }
+
+    #[test]
+    fn preferred_election_moves_to_an_in_sync_first_replica_only() {
+        use crate::errors::{ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE};
+        let v = view(&[(1, 10), (2, 20), (3, 30)]);
+        let n = preferred_election(&rec(2, 20, &[(1, 10), (2, 20), (3, 30)]), &v).unwrap();
+        assert_eq!((n.leader, n.leader_incarnation, n.leader_epoch, n.partition_epoch), (1, 10, 6, 10));
+        assert_eq!(n.isr_nodes(), vec![1, 2, 3]);
+        let already = preferred_election(&rec(1, 10, &[(1, 10), (2, 20)]), &v);
+        assert_eq!(already.unwrap_err().code, ELECTION_NOT_NEEDED);
+        // Not in sync, or in sync in an older incarnation: refused.
+        let out = preferred_election(&rec(2, 20, &[(2, 20), (3, 30)]), &v);
+        assert_eq!(out.unwrap_err().code, PREFERRED_LEADER_NOT_AVAILABLE);
+        let restarted = preferred_election(&rec(2, 20, &[(1, 9), (2, 20)]), &v);
+        assert_eq!(restarted.unwrap_err().code, PREFERRED_LEADER_NOT_AVAILABLE);
+        let leaving_first = preferred_election(&rec(2, 20, &[(1, 10), (2, 20)]), &leaving(v, 1));
+        assert_eq!(leaving_first.unwrap_err().code, PREFERRED_LEADER_NOT_AVAILABLE);
     }
 
     #[test]

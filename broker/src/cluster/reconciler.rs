@@ -16,6 +16,7 @@ use laminar_engine::LogConfig;
 use tokio::sync::{oneshot, watch};
 
 use super::Cluster;
+use crate::group::state::snapshot::GroupSnapshot;
 use crate::group::{GroupMsg, GroupOffsets};
 use crate::router::Router;
 use crate::shard::{Assignment, ShardMsg};
@@ -234,11 +235,20 @@ impl Reconciler {
             owned.iter().filter(|(s, v)| self.slots.get(s) != Some(v)).map(|(s, _)| *s).collect();
         // The committed offsets of the groups of gained slots, read once.
         let mut loaded: Vec<HashMap<String, GroupOffsets>> = vec![HashMap::new(); self.cluster.shards];
+        let mut snapshots: Vec<HashMap<String, GroupSnapshot>> = vec![HashMap::new(); self.cluster.shards];
         if !gained.is_empty() {
-            match crate::group::offsets::load_slots(&self.cluster, &gained).await {
-                Ok(groups) => {
-                    for (group, offsets) in groups {
+            let loading = async {
+                let offsets = crate::group::offsets::load_slots(&self.cluster, &gained).await?;
+                let groups = crate::group::offsets::load_snapshots(&self.cluster, &gained).await?;
+                anyhow::Ok((offsets, groups))
+            };
+            match loading.await {
+                Ok((offsets, groups)) => {
+                    for (group, offsets) in offsets {
                         loaded[placement::group_shard(&group, self.cluster.shards)].insert(group, offsets);
+                    }
+                    for (group, snapshot) in groups {
+                        snapshots[placement::group_shard(&group, self.cluster.shards)].insert(group, snapshot);
                     }
                 }
                 Err(e) => {
@@ -250,9 +260,9 @@ impl Reconciler {
         }
         self.slots = owned.clone();
         let mut waits = Vec::new();
-        for (shard, offsets) in loaded.into_iter().enumerate() {
+        for (shard, (offsets, snapshots)) in loaded.into_iter().zip(snapshots).enumerate() {
             let (tx, rx) = oneshot::channel();
-            let msg = GroupMsg::Slots { owned: owned.clone(), gained: gained.clone(), offsets, reply: tx };
+            let msg = GroupMsg::Slots { owned: owned.clone(), gained: gained.clone(), offsets, snapshots, reply: tx };
             if self.router.send(shard, ShardMsg::Group(msg)).is_ok() {
                 waits.push(rx);
             }

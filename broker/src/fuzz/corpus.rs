@@ -227,6 +227,32 @@ fn list_reassignments(all: bool) -> ListPartitionReassignmentsRequest {
     ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000).with_topics(topics)
 }
 
+/// A preferred election of a few partitions, or of every partition (null).
+fn elect_leaders(version: i16, all: bool) -> ElectLeadersRequest {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let topics = (!all).then(|| {
+        TOPICS.iter().map(|n| TopicPartitions::default().with_topic(topic(n)).with_partitions(vec![0, 1, 9])).collect()
+    });
+    let req = ElectLeadersRequest::default().with_topic_partitions(topics).with_timeout_ms(30_000);
+    if version >= 1 {
+        req.with_election_type(if all { 0 } else { 1 })
+    } else {
+        req
+    }
+}
+
+/// Sizes on disk of a few partitions, or of every replica (null).
+fn describe_log_dirs(all: bool) -> DescribeLogDirsRequest {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    let topics = (!all).then(|| {
+        TOPICS
+            .iter()
+            .map(|n| DescribableLogDirTopic::default().with_topic(topic(n)).with_partitions(vec![0, 2]))
+            .collect()
+    });
+    DescribeLogDirsRequest::default().with_topics(topics)
+}
+
 /// A consumer's (replica -1) or a follower's (broker id) epoch query.
 fn offset_for_leader_epoch(version: i16, replica: i32) -> OffsetForLeaderEpochRequest {
     use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
@@ -706,6 +732,14 @@ pub fn seeds() -> Vec<Seed> {
                 ApiKey::ListPartitionReassignments => {
                     push(frame(api, version, c, &list_reassignments(false)), &[]);
                     push(frame(api, version, c, &list_reassignments(true)), &[]);
+                }
+                ApiKey::ElectLeaders => {
+                    push(frame(api, version, c, &elect_leaders(version, false)), &[]);
+                    push(frame(api, version, c, &elect_leaders(version, true)), &[]);
+                }
+                ApiKey::DescribeLogDirs => {
+                    push(frame(api, version, c, &describe_log_dirs(false)), &[]);
+                    push(frame(api, version, c, &describe_log_dirs(true)), &[]);
                 }
                 ApiKey::OffsetForLeaderEpoch => {
                     push(frame(api, version, c, &offset_for_leader_epoch(version, -1)), &[]);

@@ -102,6 +102,8 @@ fn decode_body(api: ApiKey, header: &RequestHeader, body: Bytes) -> Result<Optio
         ApiKey::OffsetForLeaderEpoch => d::<OffsetForLeaderEpochRequest>(header, body),
         ApiKey::AlterPartitionReassignments => d::<AlterPartitionReassignmentsRequest>(header, body),
         ApiKey::ListPartitionReassignments => d::<ListPartitionReassignmentsRequest>(header, body),
+        ApiKey::ElectLeaders => d::<ElectLeadersRequest>(header, body),
+        ApiKey::DescribeLogDirs => d::<DescribeLogDirsRequest>(header, body),
         other => panic!("parse_header accepted {other:?}, which the fuzzer does not decode: add it"),
     }
 }

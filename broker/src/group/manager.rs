@@ -15,6 +15,7 @@ use kafka_protocol::messages::ConsumerProtocolSubscription;
 use kafka_protocol::protocol::Decodable;
 
 use super::offsets::{GroupOffsets, OffsetWriter, WriteError};
+use super::state::snapshot::{GroupSnapshot, SNAPSHOT_BYTES_MAX};
 use super::state::{Group, GroupState, GroupTiming};
 use super::{CommitArgs, GroupDescription, GroupMsg};
 use crate::errors;
@@ -46,7 +47,14 @@ pub struct GroupManager {
     /// Groups with offset commits not yet stored: their offsets are not
     /// expired meanwhile (the store would lose the commit to the delete).
     commits_in_flight: HashMap<String, u32>,
+    /// Groups whose membership record this coordinator wrote or loaded,
+    /// with a hash of it: rewritten when it changes, removed when the group
+    /// is no longer Stable-with-members (`state_snapshot.rs`).
+    persisted: HashMap<String, u64>,
 }
+
+/// A group record write: ops fenced on the group's slot.
+type PersistWrite = (String, OffsetWriter, Vec<laminar_coord::Op>, laminar_coord::Compare);
 
 pub type SharedGroups = Rc<RefCell<GroupManager>>;
 
@@ -63,6 +71,7 @@ impl GroupManager {
             slots: BTreeMap::new(),
             empty_since_ms: HashMap::new(),
             commits_in_flight: HashMap::new(),
+            persisted: HashMap::new(),
         }
     }
 
@@ -74,12 +83,68 @@ impl GroupManager {
     /// Takes on the slots owned now: groups of lost slots are dropped (their
     /// members get NOT_COORDINATOR and find the new coordinator), the
     /// committed offsets of gained ones installed.
-    fn set_slots(&mut self, owned: BTreeMap<u32, u64>, gained: HashSet<u32>, offsets: HashMap<String, GroupOffsets>) {
+    fn set_slots(
+        &mut self,
+        owned: BTreeMap<u32, u64>,
+        gained: HashSet<u32>,
+        offsets: HashMap<String, GroupOffsets>,
+        snapshots: HashMap<String, GroupSnapshot>,
+        now: Instant,
+    ) {
         let keep = |g: &String| owned.contains_key(&group_slot(g)) && !gained.contains(&group_slot(g));
         self.groups.retain(|g, _| keep(g));
         self.offsets.retain(|g, _| keep(g));
+        self.persisted.retain(|g, _| keep(g));
         self.offsets.extend(offsets);
         self.slots = owned;
+        // Groups of gained slots come back Stable, members and all.
+        for (id, snapshot) in snapshots {
+            match Group::restore(id.clone(), &snapshot, self.timing, now) {
+                Some(g) => {
+                    tracing::info!(group = %id, generation = snapshot.generation, members = snapshot.members.len(),
+                        "took over a stable group");
+                    if let Ok(json) = serde_json::to_vec(&snapshot) {
+                        self.persisted.insert(id.clone(), hash(&json));
+                    }
+                    self.groups.insert(id, g);
+                }
+                None => tracing::warn!(group = %id, "ignoring an inconsistent group record; its members rejoin"),
+            }
+        }
+    }
+
+    /// The write that brings `id`'s record in line with the group now, if any.
+    fn persist(&mut self, id: &str) -> Option<PersistWrite> {
+        let fence = self.fence(id)?;
+        let json = self.groups.get(id).and_then(|g| g.snapshot()).and_then(|s| {
+            let json = serde_json::to_vec(&s).ok()?;
+            if json.len() > SNAPSHOT_BYTES_MAX {
+                tracing::warn!(group = %id, bytes = json.len(), "group too large to persist; its members rejoin after a coordinator move");
+                return None;
+            }
+            Some(json)
+        });
+        let key = self.writer.keys().group(id);
+        let op = match json {
+            Some(json) => {
+                let h = hash(&json);
+                if self.persisted.insert(id.to_string(), h) == Some(h) {
+                    return None;
+                }
+                laminar_coord::Op::put(key, json)
+            }
+            // Not Stable (rebalancing, empty, gone): a recorded membership
+            // is stale. Rebalancing keeps it (the next Stable replaces it);
+            // an empty or forgotten group drops it.
+            None => {
+                let stale = self.groups.get(id).is_none_or(|g| g.is_empty());
+                if !stale || self.persisted.remove(id).is_none() {
+                    return None;
+                }
+                laminar_coord::Op::delete(key)
+            }
+        };
+        Some((id.to_string(), self.writer.clone(), vec![op], fence))
     }
 
     fn group_mut(&mut self, id: &str) -> &mut Group {
@@ -87,10 +152,27 @@ impl GroupManager {
         self.groups.entry(id.to_string()).or_insert_with(|| Group::new(id.to_string(), timing))
     }
 
+    /// Every committed offset held here: (group, topic, partition, offset),
+    /// for the consumer lag metric (`metrics/`).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let mut out = Vec::new();
+        for (group, committed) in &self.offsets {
+            for ((topic, partition), c) in committed {
+                out.push((group.clone(), topic.clone(), *partition, c.offset));
+            }
+        }
+        out
+    }
+
     /// Timers of every group; `now_ms` is the wall clock, for offset retention.
     pub fn tick(&mut self, now: Instant, now_ms: u64) {
+        let mut changed = Vec::new();
         for (id, g) in self.groups.iter_mut() {
+            let before = g.signature();
             g.tick(now);
+            if g.signature() != before {
+                changed.push(id.clone());
+            }
             if g.is_empty() {
                 self.empty_since_ms.entry(id.clone()).or_insert(now_ms);
             } else {
@@ -105,6 +187,9 @@ impl GroupManager {
         self.groups.retain(|id, g| !g.is_forgettable() || offsets.contains_key(id));
         let groups = &self.groups;
         self.empty_since_ms.retain(|id, _| groups.contains_key(id));
+        changed.extend(self.persisted.keys().filter(|id| !self.groups.contains_key(*id)).cloned());
+        let writes: Vec<PersistWrite> = changed.iter().filter_map(|id| self.persist(id)).collect();
+        spawn_persist(writes);
     }
 
     /// The earliest deadline of any group held (see `Group::next_deadline`).
@@ -173,8 +258,42 @@ impl GroupManager {
 pub fn handle(mgr: &SharedGroups, msg: GroupMsg) {
     let now = Instant::now();
     if let Some(msg) = refuse_unowned(mgr, msg) {
+        // Membership changes only through these (and the timer).
+        let changes = match &msg {
+            GroupMsg::Join { args, .. } => Some(args.group.clone()),
+            GroupMsg::Sync { args, .. } => Some(args.group.clone()),
+            GroupMsg::Leave { group, .. } => Some(group.clone()),
+            _ => None,
+        };
         dispatch(mgr, msg, now);
+        if let Some(group) = changes {
+            let write = mgr.borrow_mut().persist(&group);
+            spawn_persist(write.into_iter().collect());
+        }
     }
+}
+
+/// Stores group records in the background. A failed write leaves the old
+/// record: a later coordinator then restores an older generation, whose
+/// members get ILLEGAL_GENERATION and rejoin (a rebalance, never a loss).
+fn spawn_persist(writes: Vec<PersistWrite>) {
+    for (group, writer, ops, fence) in writes {
+        let done = writer.submit(ops, fence);
+        tokio_uring::spawn(async move {
+            match done.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%group, "group record not stored: {e:?}"),
+                Err(_) => tracing::debug!(%group, "group record not stored: offset writer stopped"),
+            }
+        });
+    }
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// Answers NOT_COORDINATOR for a group whose slot this broker does not own;
@@ -218,8 +337,8 @@ fn refuse_unowned(mgr: &SharedGroups, msg: GroupMsg) -> Option<GroupMsg> {
 
 fn dispatch(mgr: &SharedGroups, msg: GroupMsg, now: Instant) {
     match msg {
-        GroupMsg::Slots { owned, gained, offsets, reply } => {
-            mgr.borrow_mut().set_slots(owned, gained, offsets);
+        GroupMsg::Slots { owned, gained, offsets, snapshots, reply } => {
+            mgr.borrow_mut().set_slots(owned, gained, offsets, snapshots, now);
             let _ = reply.send(());
         }
         GroupMsg::Join { args, reply } => {
@@ -391,12 +510,16 @@ fn delete_group(mgr: &SharedGroups, group: String, reply: tokio::sync::oneshot::
         let fence = m.fence(&group).expect("ownership checked on arrival");
         m.groups.remove(&group);
         m.offsets.remove(&group);
+        m.persisted.remove(&group);
         (m.writer.clone(), fence)
     };
     let (writer, fence) = writer;
     tokio_uring::spawn(async move {
-        let op = laminar_coord::Op::delete_prefix(writer.keys().group_offsets(&group));
-        let code = match writer.submit(vec![op], fence).await {
+        let ops = vec![
+            laminar_coord::Op::delete_prefix(writer.keys().group_offsets(&group)),
+            laminar_coord::Op::delete(writer.keys().group(&group)),
+        ];
+        let code = match writer.submit(ops, fence).await {
             Ok(Ok(())) => errors::NONE,
             Ok(Err(WriteError::NotCoordinator)) => errors::NOT_COORDINATOR,
             Ok(Err(WriteError::Store(e))) => {

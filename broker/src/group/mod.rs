@@ -4,7 +4,8 @@
 //! shard (`placement::group_shard`), like a partition; requests for it travel
 //! there as `GroupMsg`. The state machine is in
 //! `state.rs` (pure, no I/O), the per-shard table and timers in `manager.rs`,
-//! durable committed offsets in `offsets.rs`.
+//! durable committed offsets in `offsets.rs`, and the membership of Stable
+//! groups, persisted for the next coordinator, in `state_snapshot.rs`.
 
 pub mod manager;
 pub mod offsets;
@@ -162,6 +163,8 @@ pub enum GroupMsg {
         owned: BTreeMap<u32, u64>,
         gained: HashSet<u32>,
         offsets: HashMap<String, GroupOffsets>,
+        /// Persisted membership of the gained slots' groups.
+        snapshots: HashMap<String, state::snapshot::GroupSnapshot>,
         reply: oneshot::Sender<()>,
     },
 }

@@ -52,6 +52,33 @@ pub async fn load_slots(cluster: &Cluster, slots: &HashSet<u32>) -> anyhow::Resu
     Ok(out)
 }
 
+/// The persisted membership of every group whose coordinator slot is in
+/// `slots` (`state::snapshot`), by group. A damaged record is skipped: that
+/// group's members rejoin, as they would without one.
+pub async fn load_snapshots(
+    cluster: &Cluster,
+    slots: &HashSet<u32>,
+) -> anyhow::Result<HashMap<String, super::state::snapshot::GroupSnapshot>> {
+    let keys = &cluster.keys;
+    let mut out = HashMap::new();
+    for (key, v) in cluster.store.list(&keys.groups()).await? {
+        let Some(group) = keys.parse_group(&key) else {
+            tracing::warn!(key, "ignoring malformed group key");
+            continue;
+        };
+        if !slots.contains(&group_slot(&group)) {
+            continue;
+        }
+        match serde_json::from_slice(&v.value) {
+            Ok(snapshot) => {
+                out.insert(group, snapshot);
+            }
+            Err(e) => tracing::warn!(%group, "ignoring a damaged group record: {e}"),
+        }
+    }
+    Ok(out)
+}
+
 /// Why a batch of offset writes failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteError {

@@ -14,6 +14,10 @@ use tokio::sync::oneshot;
 use super::{GroupDescription, JoinArgs, JoinResult, MemberDescription, SyncArgs, SyncResult};
 use crate::errors;
 
+/// The persisted form of a Stable group (a child module: it reads the fields).
+#[path = "state_snapshot.rs"]
+pub mod snapshot;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
     Empty,

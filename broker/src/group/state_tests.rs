@@ -384,7 +384,16 @@ fn manager_tick_keeps_a_group_whose_only_member_is_pending() {
     // This broker coordinates every slot.
     let owned = (0..laminar_coord::cluster::GROUP_SLOTS).map(|s| (s, 1)).collect();
     let (tx, _rx) = oneshot::channel();
-    handle(&mgr, GroupMsg::Slots { owned, gained: Default::default(), offsets: HashMap::new(), reply: tx });
+    handle(
+        &mgr,
+        GroupMsg::Slots {
+            owned,
+            gained: Default::default(),
+            offsets: HashMap::new(),
+            snapshots: HashMap::new(),
+            reply: tx,
+        },
+    );
     let join_via_manager = |a: JoinArgs| {
         let (tx, mut rx) = oneshot::channel();
         handle(&mgr, GroupMsg::Join { args: a, reply: tx });
@@ -511,7 +520,16 @@ fn committed_offsets_expire_a_retention_after_the_group_empties_or_the_last_comm
         };
         let mgr = Rc::new(RefCell::new(GroupManager::new(timing, writer)));
         let (tx, _rx) = oneshot::channel();
-        handle(&mgr, GroupMsg::Slots { owned, gained: Default::default(), offsets: HashMap::new(), reply: tx });
+        handle(
+            &mgr,
+            GroupMsg::Slots {
+                owned,
+                gained: Default::default(),
+                offsets: HashMap::new(),
+                snapshots: HashMap::new(),
+                reply: tx,
+            },
+        );
 
         let commit = |group: &str, member: &str, generation: i32, topic: &str, commit_ms: u64| {
             let (tx, rx) = oneshot::channel();

@@ -79,6 +79,7 @@ fn write(shard: &SharedShard, key: ReplicaKey, leader: SharedLeader, isr: Vec<Is
         l.adding.clear();
         match result {
             Ok(stored) => {
+                crate::metrics::isr_changed(stored.record.isr.len() < expected.record.isr.len());
                 tracing::info!(
                     partition = %format!("{}-{}", key.0, key.1),
                     epoch,
