@@ -351,3 +351,22 @@ def test_a_wiped_store_stops_the_brokers_and_deletes_nothing(cluster):
         assert "no longer holds this cluster" in b.log_text()
     after = sorted(p.name for n in cluster.brokers for p in (cluster.root / f"broker-{n}").glob("precious-*"))
     assert after == dirs, "no partition directory was deleted"
+
+
+def test_manual_replica_assignment_places_replicas_where_asked(cluster):
+    """CreateTopics with a manual replica assignment: each partition lands on
+    the brokers it names, the first leading, and on each broker the
+    least-loaded shard, so a broker given several leaders spreads them over
+    its cores."""
+    a = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    topic = f"manual-{uuid.uuid4().hex[:8]}"
+    want = [[1, 2], [1, 3], [2, 3], [1, 2]]
+    a.create_topics([NewTopic(topic, len(want), replica_assignment=want)], operation_timeout=20)[topic].result(30)
+    recs = cluster.wait_for("placed", lambda: (r := cluster.partitions(topic)) and len(r) == 4 and r)
+    assert [recs[p]["replicas"] for p in range(4)] == want
+    assert [recs[p]["leader"] for p in range(4)] == [1, 1, 2, 1]
+    # Broker 1 leads partitions 0, 1 and 3: its two shards share them.
+    shards_of_1 = [recs[p]["shards"][0] for p in (0, 1, 3)]
+    assert sorted(collections.Counter(shards_of_1).values()) == [1, 2], shards_of_1
+    acked, errors = produce_all(cluster.bootstrap, topic, [b"%d" % i for i in range(40)])
+    assert not errors and len(acked) == 40

@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import statistics
+import struct
 import threading
 import time
 
@@ -407,6 +408,39 @@ def test_a_rolling_restart_fails_no_write(cluster):
     assert w.replaced_producers == 0
     assert not any(result.values()), {k: v[:3] for k, v in result.items()}
     assert len(w.acked) == w.sent
+
+
+def test_log_append_time_batches_are_replicated_as_the_leader_stamped_them(cluster):
+    """On a LogAppendTime topic the leader stamps each batch (timestamp-type
+    bit, maxTimestamp, CRC); followers store those bytes, so every replica's
+    segment is byte for byte the leader's."""
+    create(cluster, "stamped", config={"message.timestamp.type": "LogAppendTime"})
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 2})
+    errors = []
+    for i in range(500):
+        # An old producer timestamp: the leader's clock replaces it.
+        p.produce("stamped", value=b"s%d" % i, partition=0, timestamp=1_000,
+                  on_delivery=lambda e, m: e and errors.append(e))
+    assert p.flush(60) == 0 and not errors
+    assert isr_of(cluster, "stamped") == [1, 2, 3]
+    time.sleep(1)
+    cluster.stop_brokers()
+    assert jepsen.divergent_replicas(cluster, "stamped") == {}
+    logs = {}
+    for n in (1, 2, 3):
+        d = cluster.root / f"broker-{n}" / "stamped-0"
+        logs[n] = b"".join(p.read_bytes() for p in sorted(d.glob("*.log")))
+    assert logs[1] and logs[1] == logs[2] == logs[3]
+    # Every batch carries the LogAppendTime bit and a recent maxTimestamp.
+    data, pos, batches = logs[1], 0, 0
+    while pos + 61 <= len(data):
+        length = struct.unpack_from(">i", data, pos + 8)[0]
+        attrs, = struct.unpack_from(">h", data, pos + 21)
+        max_ts, = struct.unpack_from(">q", data, pos + 35)
+        assert attrs & 0x08 and max_ts > 1_600_000_000_000
+        pos += 12 + length
+        batches += 1
+    assert batches > 0 and pos == len(data)
 
 
 @pytest.mark.parametrize("unclean", [False, True])

@@ -25,6 +25,7 @@ mod server;
 mod settings;
 mod shard;
 mod topic_config;
+mod topic_config_table;
 mod topic_name;
 
 use clap::Parser;

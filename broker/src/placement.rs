@@ -112,6 +112,27 @@ pub fn place(loads: &mut BTreeMap<i32, BrokerLoad>, replication_factor: usize) -
     Some((replicas, shards))
 }
 
+/// Shards for a partition whose brokers were chosen by hand (a manual
+/// assignment): on each broker the shard `place` would pick, fewest leaders
+/// for the preferred leader (the first), fewest replicas for the others.
+/// `None` if one of the brokers is not live. Updates `loads`.
+pub fn place_on(loads: &mut BTreeMap<i32, BrokerLoad>, replicas: &[i32]) -> Option<Vec<u16>> {
+    if replicas.is_empty() || replicas.iter().any(|n| !loads.contains_key(n)) {
+        return None;
+    }
+    let shards = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let l = loads.get_mut(node).expect("checked");
+            let shard = l.best_shard(i == 0);
+            l.add(shard, i == 0);
+            shard
+        })
+        .collect();
+    Some(shards)
+}
+
 /// The shard of this broker (`me`, with `shards` shards) holding its replica
 /// of a partition, if it holds one. A broker restarted with fewer shards maps
 /// the stored shard onto the ones it has.
@@ -173,6 +194,19 @@ mod tests {
         loads.get_mut(&2).unwrap().capacity_left = 0;
         assert!(place(&mut loads, 2).is_none(), "only one broker has room");
         assert!(place(&mut loads, 1).is_some());
+    }
+
+    #[test]
+    fn manual_assignments_get_the_least_loaded_shard_of_each_broker() {
+        let mut loads: BTreeMap<i32, BrokerLoad> = [1, 2].into_iter().map(|n| (n, broker(n, None, 2))).collect();
+        loads.get_mut(&1).unwrap().add(0, true);
+        loads.get_mut(&2).unwrap().add(1, false);
+        // Broker 1 leads: its shard with fewer leaders (1); broker 2 follows:
+        // its shard with fewer replicas (0).
+        assert_eq!(place_on(&mut loads, &[1, 2]), Some(vec![1, 0]));
+        assert_eq!(loads[&1].per_shard, vec![(1, 1), (1, 1)]);
+        assert_eq!(place_on(&mut loads, &[2, 3]), None, "broker 3 is not live");
+        assert_eq!(place_on(&mut loads, &[]), None);
     }
 
     #[test]

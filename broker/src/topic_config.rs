@@ -1,36 +1,22 @@
 //! Topic configurations as Kafka names them, and their translation into the
-//! engine's `LogConfig`. Only configs the engine honours are accepted; anything
-//! else is INVALID_CONFIG, so a user never believes a setting took effect when
-//! it did not.
+//! engine's `LogConfig`. Every config Kafka 4.x documents is in
+//! `topic_config_table` (honoured, accepted without effect, or accepted only
+//! at Laminar's one value); anything else is INVALID_CONFIG naming it, so a
+//! user never believes a setting took effect when it did not.
 
 use std::collections::BTreeMap;
 
-use laminar_engine::LogConfig;
+use laminar_engine::{LogConfig, TimestampType};
 
-/// (name, Kafka default) of every topic config Laminar honours.
-pub const SUPPORTED: &[(&str, &str)] = &[
-    ("cleanup.policy", "delete"),
-    ("retention.ms", "604800000"),
-    ("retention.bytes", "-1"),
-    ("segment.bytes", "1073741824"),
-    ("segment.ms", "604800000"),
-    ("max.message.bytes", "1048588"),
-    ("flush.messages", "9223372036854775807"),
-    ("flush.ms", "9223372036854775807"),
-    ("index.interval.bytes", "4096"),
-    ("message.timestamp.before.max.ms", "9223372036854775807"),
-    ("message.timestamp.after.max.ms", "3600000"),
-    ("min.insync.replicas", "1"),
-    ("unclean.leader.election.enable", "false"),
-];
+pub use crate::topic_config_table::{check, def, describe, Kind};
 
-pub fn is_supported(name: &str) -> bool {
-    SUPPORTED.iter().any(|(n, _)| *n == name)
-}
-
+/// Kafka's default of a topic config.
 pub fn default_of(name: &str) -> Option<&'static str> {
-    SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, d)| *d)
+    def(name).map(|d| d.default)
 }
+
+/// `compression.type` values Kafka knows.
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
 fn parse_i64(name: &str, v: &str) -> Result<i64, String> {
     v.trim().parse::<i64>().map_err(|_| format!("{name}: '{v}' is not an integer"))
@@ -79,10 +65,8 @@ pub fn log_config(
 ) -> Result<LogConfig, String> {
     let mut cfg = LogConfig::default();
     let get = |name: &str| -> Option<&String> { overrides.get(name).or_else(|| defaults.get(name)) };
-    for name in overrides.keys() {
-        if !is_supported(name) {
-            return Err(format!("unknown or unsupported topic config '{name}'"));
-        }
+    for (name, value) in overrides.iter().chain(defaults) {
+        check(name, value)?;
     }
     if let Some(v) = get("cleanup.policy") {
         if v != "delete" {
@@ -141,6 +125,13 @@ pub fn log_config(
         }
         cfg.flush_ms = (n != i64::MAX).then_some(n as u64);
     }
+    if let Some(v) = get("message.timestamp.type") {
+        cfg.timestamp_type = match v.as_str() {
+            "CreateTime" => TimestampType::CreateTime,
+            "LogAppendTime" => TimestampType::LogAppendTime,
+            _ => return Err(format!("message.timestamp.type '{v}' is not one of CreateTime, LogAppendTime")),
+        };
+    }
     for (name, field) in [
         ("message.timestamp.before.max.ms", &mut cfg.message_timestamp_before_max_ms),
         ("message.timestamp.after.max.ms", &mut cfg.message_timestamp_after_max_ms),
@@ -152,6 +143,9 @@ pub fn log_config(
             }
             *field = if n == i64::MAX { u64::MAX } else { n as u64 };
         }
+    }
+    if let Some(v) = get("compression.type") {
+        compression_type(v)?;
     }
     if let Some(v) = get("index.interval.bytes") {
         let n = parse_i64("index.interval.bytes", v)?;
@@ -166,6 +160,24 @@ pub fn log_config(
     }
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// Only `producer` (batches kept as the producer compressed them) is
+/// honoured. Any other codec means recompressing every batch on the broker:
+/// decompressing producers' data (a decompression bomb to bound), re-encoding
+/// the records, a new CRC and a batch no longer stored as received, and the
+/// codecs in the broker; Laminar refuses it rather than pretending.
+fn compression_type(v: &str) -> Result<(), String> {
+    if !COMPRESSION_TYPES.contains(&v) {
+        return Err(format!("compression.type '{v}' is not one of {}", COMPRESSION_TYPES.join(", ")));
+    }
+    if v != "producer" {
+        return Err(format!(
+            "compression.type '{v}' is not supported: Laminar stores batches as the producer compressed them \
+             (only 'producer'); it does not recompress on the broker"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -193,9 +205,33 @@ mod tests {
     }
 
     #[test]
+    fn message_timestamp_type_picks_whose_clock() {
+        let cfg = log_config(&m(&[("message.timestamp.type", "LogAppendTime")]), &m(&[])).unwrap();
+        assert_eq!(cfg.timestamp_type, TimestampType::LogAppendTime);
+        let cfg = log_config(&m(&[]), &m(&[("message.timestamp.type", "LogAppendTime")])).unwrap();
+        assert_eq!(cfg.timestamp_type, TimestampType::LogAppendTime, "a broker default");
+        let e = log_config(&m(&[("message.timestamp.type", "logappendtime")]), &m(&[])).unwrap_err();
+        assert!(e.contains("message.timestamp.type"), "{e}");
+    }
+
+    #[test]
+    fn compression_producer_and_any_message_format_version_are_accepted() {
+        let d = LogConfig::default();
+        assert_eq!(log_config(&m(&[("compression.type", "producer")]), &m(&[])).unwrap(), d);
+        for v in ["0.10.0", "0.10.0.0", "2.8", "3.0-IV1"] {
+            assert_eq!(log_config(&m(&[("message.format.version", v)]), &m(&[])).unwrap(), d, "{v}");
+        }
+        let e = log_config(&m(&[("compression.type", "zstd")]), &m(&[])).unwrap_err();
+        assert!(e.contains("does not recompress"), "{e}");
+    }
+
+    #[test]
     fn unknown_and_bad_values_are_rejected_with_the_name() {
         for (k, v) in [
             ("cleanup.policy", "compact"),
+            ("compression.type", "gzip"),
+            ("compression.type", "brotli"),
+            ("message.format.version", "latest"),
             ("retention.ms", "abc"),
             ("retention.ms", "-7"),
             ("segment.bytes", "10"),

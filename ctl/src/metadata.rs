@@ -543,7 +543,13 @@ mod tests {
         no_leader.leader = -1;
         let on_dead = part(id, &[1, 3], &[0, 0], 1, &[(1, 10)]);
         let v = view(&[(1, 10, 1), (2, 20, 1)], &[("t", vec![healthy.clone(), no_leader.clone(), on_dead.clone()])]);
-        let topic = TopicRecord { id, partitions: 3, replication_factor: 2, configs: Default::default() };
+        let topic = TopicRecord {
+            id,
+            partitions: 3,
+            replication_factor: 2,
+            configs: Default::default(),
+            assignments: Default::default(),
+        };
         let other = uuid::Uuid::new_v4();
         let raw = vec![
             (k.format(), b"{\"version\":1}".to_vec()),

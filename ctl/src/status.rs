@@ -385,6 +385,7 @@ pub mod tests {
                 partitions: parts.len() as i32,
                 replication_factor: parts.first().map_or(1, |p| p.replicas.len() as i16),
                 configs: Default::default(),
+                assignments: Default::default(),
             };
             entries.push((k.topic(name), Versioned::new(to_json(&t), rev)));
             rev += 1;

@@ -1,6 +1,8 @@
 //! Kafka v2 record batches ("magic 2"): header parsing, validation and the two
 //! fields the broker rewrites (base offset, partition leader epoch), both outside
-//! the CRC so a batch is stored exactly as the producer sent it.
+//! the CRC so a batch is stored exactly as the producer sent it. On a
+//! LogAppendTime topic the broker also stamps the timestamp type and
+//! `maxTimestamp`, inside the CRC, which it then recomputes (`stamp_timestamp`).
 //!
 //! Layout (big-endian):
 //! ```text
@@ -17,6 +19,11 @@ pub const LOG_OVERHEAD: usize = 12;
 /// Size of the fixed v2 header, up to and including recordsCount.
 pub const HEADER_LEN: usize = 61;
 const CRC_START: usize = 21;
+/// Attributes bit 3: the batch's timestamps are the broker's append time.
+pub const LOG_APPEND_TIME_FLAG: i16 = 0x08;
+/// Bytes from the start of a batch through `maxTimestamp`: what a timestamp
+/// stamp rewrites (with the CRC before it).
+pub const STAMP_HEAD_BYTES: usize = 43;
 
 /// The parsed fixed header of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +95,34 @@ impl BatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes & 0x20 != 0
     }
+    /// Timestamp type bit: LogAppendTime (the broker's clock).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & LOG_APPEND_TIME_FLAG != 0
+    }
 }
 
 /// CRC-32C over attributes..end, as the batch header's `crc` field covers.
 pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[CRC_START..])
+}
+
+/// Sets a batch's timestamp type (attributes bit 3) and `maxTimestamp`, and
+/// the CRC-32C they are covered by. `head` is a copy of the batch's first
+/// `STAMP_HEAD_BYTES` bytes (rewritten in place), `tail` the rest of the
+/// batch, read but not copied. Kafka does the same at append on a
+/// LogAppendTime topic (`setMaxTimestamp`): consumers then take every
+/// record's timestamp to be `maxTimestamp`.
+pub fn stamp_timestamp(head: &mut [u8], tail: &[u8], log_append_time: bool, max_timestamp: i64) {
+    let mut attributes = be_i16(head, 21);
+    if log_append_time {
+        attributes |= LOG_APPEND_TIME_FLAG;
+    } else {
+        attributes &= !LOG_APPEND_TIME_FLAG;
+    }
+    head[21..23].copy_from_slice(&attributes.to_be_bytes());
+    head[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[CRC_START..STAMP_HEAD_BYTES]), tail);
+    head[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Rewrites the base offset in place (not covered by the CRC).
@@ -204,10 +234,9 @@ fn check_compressed_count(h: &BatchHeader, body_bytes: usize) -> Result<()> {
 /// CreateTime batch: its timestamps may be at most `before_max_ms` older and
 /// `after_max_ms` newer than `now_ms`. Retention and `segment.ms` age data by
 /// these timestamps, so a far-future one would keep a partition forever.
+/// Only CreateTime topics check (on a LogAppendTime topic the broker's clock
+/// replaces them), whatever timestamp type the producer marked its batch with.
 pub fn check_timestamps(h: &BatchHeader, now_ms: u64, before_max_ms: u64, after_max_ms: u64) -> Result<()> {
-    if h.attributes & 0x08 != 0 {
-        return Ok(()); // LogAppendTime: the broker's clock, not the producer's
-    }
     let now = now_ms.min(i64::MAX as u64) as i64;
     let earliest = now.saturating_sub(before_max_ms.min(i64::MAX as u64) as i64);
     let latest = now.saturating_add(after_max_ms.min(i64::MAX as u64) as i64);
@@ -521,6 +550,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// A stamped batch is still a valid one: the CRC covers the new bytes,
+    /// and only the type bit and `maxTimestamp` changed.
+    #[test]
+    fn a_timestamp_stamp_keeps_the_batch_valid() {
+        let b = make_batch(3, 50, 1_000);
+        let mut head = b[..STAMP_HEAD_BYTES].to_vec();
+        stamp_timestamp(&mut head, &b[STAMP_HEAD_BYTES..], true, 42);
+        let stamped = [&head[..], &b[STAMP_HEAD_BYTES..]].concat();
+        let h = check_stored(&stamped).unwrap();
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 42);
+        let before = BatchHeader::parse(&b).unwrap();
+        assert_eq!((h.base_timestamp, h.records_count, h.compression()), (before.base_timestamp, 3, 0));
+        assert_eq!(&stamped[23..35], &b[23..35]);
+        assert_eq!(&stamped[STAMP_HEAD_BYTES..], &b[STAMP_HEAD_BYTES..]);
+        // And back to CreateTime.
+        let mut head2 = stamped[..STAMP_HEAD_BYTES].to_vec();
+        stamp_timestamp(&mut head2, &b[STAMP_HEAD_BYTES..], false, before.max_timestamp);
+        assert_eq!(&head2[..], &b[..STAMP_HEAD_BYTES]);
+    }
+
     #[test]
     fn timestamps_outside_the_window_are_refused() {
         let now = 1_700_000_000_000u64;
@@ -537,7 +587,10 @@ pub(crate) mod tests {
         assert!(check_timestamps(&h(n, n + hour as i64 + 1, 0), now, u64::MAX, hour).is_err(), "future");
         assert!(check_timestamps(&h(i64::MAX, i64::MAX, 0), now, u64::MAX, u64::MAX).is_ok(), "no overflow");
         assert!(check_timestamps(&h(0, 0, 0), now, hour, hour).is_err(), "too old");
-        assert!(check_timestamps(&h(0, i64::MAX, 0x08), now, hour, hour).is_ok(), "LogAppendTime");
+        assert!(
+            check_timestamps(&h(0, i64::MAX, 0x08), now, hour, hour).is_err(),
+            "a producer's type bit is no way around"
+        );
     }
 
     #[test]

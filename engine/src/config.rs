@@ -1,5 +1,16 @@
 //! Per-partition log configuration, named as Kafka's topic configs are.
 
+/// `message.timestamp.type`: whose clock a batch's timestamps are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// The producer's (checked against `message.timestamp.before/after.max.ms`).
+    #[default]
+    CreateTime,
+    /// The broker's at append: it stamps each batch's `maxTimestamp` and
+    /// timestamp-type bit, and consumers see that time for every record.
+    LogAppendTime,
+}
+
 /// Topic-level settings the engine honours. Units are in the names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -19,6 +30,8 @@ pub struct LogConfig {
     pub flush_ms: Option<u64>,
     /// `index.interval.bytes`: log bytes between two sparse index entries.
     pub index_interval_bytes: u64,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
     /// `message.timestamp.before.max.ms`: how far in the past a producer's
     /// timestamp may be (`u64::MAX`: any).
     pub message_timestamp_before_max_ms: u64,
@@ -53,6 +66,7 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             index_interval_bytes: 4096,
+            timestamp_type: TimestampType::CreateTime,
             message_timestamp_before_max_ms: u64::MAX,
             message_timestamp_after_max_ms: 3_600_000,
             producer_id_expiration_ms: 86_400_000,

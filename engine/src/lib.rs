@@ -25,7 +25,7 @@ pub mod segment;
 pub mod stats;
 pub mod watch;
 
-pub use config::LogConfig;
+pub use config::{LogConfig, TimestampType};
 pub use disk_budget::DiskBudget;
 pub use error::{EngineError, Result};
 pub use log::{AppendInfo, FileSlice, LogStats, PartitionLog, ReadLimit, ReadResult, RecoveryReport, RetentionReport};

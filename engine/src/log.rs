@@ -25,7 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use crate::batch::{self, BatchHeader};
-use crate::config::LogConfig;
+use crate::config::{LogConfig, TimestampType};
 use crate::disk_budget::DiskBudget;
 use crate::durable;
 use crate::epoch_cache::EpochCache;
@@ -82,6 +82,9 @@ pub struct AppendInfo {
     pub base_offset: u64,
     pub last_offset: u64,
     pub log_start_offset: u64,
+    /// On a LogAppendTime topic, the time stamped on the batches (Produce's
+    /// `log_append_time_ms`); -1 on a CreateTime topic.
+    pub log_append_time_ms: i64,
 }
 
 /// A byte range of a segment file holding whole batches (except possibly the
@@ -606,13 +609,37 @@ impl PartitionLog {
                 headers.push(batch::validate_produced(b, st.config.max_message_bytes)?);
             }
             let now = now_ms();
-            let (before, after) = (st.config.message_timestamp_before_max_ms, st.config.message_timestamp_after_max_ms);
-            for h in &headers {
-                batch::check_timestamps(h, now, before, after)?;
+            // On a LogAppendTime topic every batch gets this time as its
+            // maxTimestamp (Kafka's rule; timestamps are then not checked).
+            // On a CreateTime topic a producer's LogAppendTime bit is cleared,
+            // as Kafka does, and its timestamps are checked like any other.
+            let log_append_time = st.config.timestamp_type == TimestampType::LogAppendTime;
+            let append_time_ms = if log_append_time { now.min(i64::MAX as u64) as i64 } else { -1 };
+            let stamp = log_append_time || headers.iter().any(BatchHeader::is_log_append_time);
+            for h in headers.iter_mut() {
+                if log_append_time {
+                    h.attributes |= batch::LOG_APPEND_TIME_FLAG;
+                    h.max_timestamp = append_time_ms;
+                } else {
+                    h.attributes &= !batch::LOG_APPEND_TIME_FLAG;
+                    let (before, after) =
+                        (st.config.message_timestamp_before_max_ms, st.config.message_timestamp_after_max_ms);
+                    batch::check_timestamps(h, now, before, after)?;
+                }
             }
+            // A stamp rewrites bytes through maxTimestamp (and the CRC): the
+            // append owns those instead of the first 16.
+            let head_len = if stamp { batch::STAMP_HEAD_BYTES } else { OWNED_HEAD_BYTES };
             match st.producers.check_append(&headers, st.next_offset, now)? {
-                AppendPlan::Duplicate { base_offset, last_offset } => {
-                    let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
+                AppendPlan::Duplicate { base_offset, last_offset, max_timestamp } => {
+                    // A retry is answered with the original's append time.
+                    let log_append_time_ms = if log_append_time { max_timestamp } else { -1 };
+                    let info = AppendInfo {
+                        base_offset,
+                        last_offset,
+                        log_start_offset: st.log_start_offset,
+                        log_append_time_ms,
+                    };
                     let unsynced = sync && st.unflushed_since_ms.is_some();
                     if last_offset < st.log_end && !unsynced {
                         return Ok(info);
@@ -620,21 +647,26 @@ impl PartitionLog {
                     // The original is still queued or being written (or, for a
                     // durable retry, not synced yet): an empty append queued
                     // behind it resolves when it does, or fails with it.
-                    (self.enqueue(&mut st, Bytes::new(), Vec::new(), Vec::new(), sync), info)
+                    (self.enqueue(&mut st, Bytes::new(), OWNED_HEAD_BYTES, Vec::new(), Vec::new(), sync), info)
                 }
                 AppendPlan::Append(updates) => {
                     let base_offset = st.next_offset;
                     let epoch = st.leader_epoch;
-                    let need = OWNED_HEAD_BYTES * batches.len();
+                    let need = head_len * batches.len();
                     let mut arena = HEAD_ARENA.with(Cell::take);
                     if arena.capacity() < need {
                         arena = BytesMut::with_capacity(need.max(HEAD_ARENA_BYTES));
                     }
                     for (b, h) in batches.iter().zip(headers.iter_mut()) {
                         let at = arena.len();
-                        arena.extend_from_slice(&b[..OWNED_HEAD_BYTES]);
-                        batch::set_base_offset(&mut arena[at..], st.next_offset);
-                        batch::set_partition_leader_epoch(&mut arena[at..], epoch);
+                        arena.extend_from_slice(&b[..head_len]);
+                        let head = &mut arena[at..];
+                        batch::set_base_offset(head, st.next_offset);
+                        batch::set_partition_leader_epoch(head, epoch);
+                        if stamp {
+                            batch::stamp_timestamp(head, &b[head_len..], h.is_log_append_time(), h.max_timestamp);
+                            h.crc = u32::from_be_bytes(head[17..21].try_into().expect("4 bytes"));
+                        }
                         h.base_offset = st.next_offset as i64;
                         h.partition_leader_epoch = epoch;
                         st.next_offset = h.last_offset() as u64 + 1;
@@ -645,17 +677,22 @@ impl PartitionLog {
                     let max = st.config.producer_ids_max;
                     st.producers.enforce_cap(max);
                     let last_offset = st.next_offset - 1;
-                    let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start_offset };
+                    let info = AppendInfo {
+                        base_offset,
+                        last_offset,
+                        log_start_offset: st.log_start_offset,
+                        log_append_time_ms: append_time_ms,
+                    };
                     st.stats.appends += 1;
                     // In place: the same vector, each batch minus its head.
                     let bodies = batches
                         .into_iter()
                         .map(|mut b| {
-                            b.advance(OWNED_HEAD_BYTES);
+                            b.advance(head_len);
                             b
                         })
                         .collect();
-                    (self.enqueue(&mut st, heads, bodies, headers, sync), info)
+                    (self.enqueue(&mut st, heads, head_len, bodies, headers, sync), info)
                 }
             }
         };
@@ -671,24 +708,27 @@ impl PartitionLog {
         &self,
         st: &mut LogState,
         heads: Bytes,
+        head_len: usize,
         bodies: Vec<Bytes>,
         headers: Vec<BatchHeader>,
         sync: bool,
     ) -> oneshot::Receiver<Result<()>> {
-        self.enqueue_as(st, heads, bodies, headers, sync, false)
+        self.enqueue_as(st, heads, head_len, bodies, headers, sync, false)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn enqueue_as(
         &self,
         st: &mut LogState,
         heads: Bytes,
+        head_len: usize,
         bodies: Vec<Bytes>,
         headers: Vec<BatchHeader>,
         sync: bool,
         replayed: bool,
     ) -> oneshot::Receiver<Result<()>> {
         let (tx, rx) = oneshot::channel();
-        st.queue.push(QueuedAppend { heads, bodies, headers, sync, replayed, done: tx });
+        st.queue.push(QueuedAppend { heads, head_len, bodies, headers, sync, replayed, done: tx });
         if !st.writer_running {
             st.writer_running = true;
             tokio_uring::spawn(writer::run(self.st.clone()));
@@ -752,7 +792,8 @@ impl PartitionLog {
 
     /// Offset and timestamp of the first record with timestamp ≥ `target`
     /// (ListOffsets by time). Exact for uncompressed batches; for compressed ones
-    /// the batch's first offset (a consumer starting there misses nothing).
+    /// the batch's first offset (a consumer starting there misses nothing). A
+    /// LogAppendTime batch's records all have its `maxTimestamp`.
     pub fn offset_for_timestamp(&self, target: i64) -> Result<Option<(u64, i64)>> {
         let st = self.st.borrow();
         for seg in st.segments.values() {
@@ -760,7 +801,7 @@ impl PartitionLog {
             if h.base_offset as u64 >= st.high_watermark {
                 return Ok(None);
             }
-            if h.compression() == 0 {
+            if h.compression() == 0 && !h.is_log_append_time() {
                 let bytes = seg.read_batch(pos, &h)?;
                 let mut found = None;
                 batch::walk_records(&bytes[batch::HEADER_LEN..], h.records_count, |r| {

@@ -596,3 +596,86 @@ fn a_full_simulated_disk_refuses_writes_and_deletions_free_room() {
         assert_eq!(disk.used_bytes(), 0);
     });
 }
+
+/// Reads every stored batch's bytes between log start and high watermark.
+fn stored_batches(log: &PartitionLog) -> Vec<Vec<u8>> {
+    let r = log.read(log.log_start_offset(), u64::MAX, true).unwrap();
+    let s = r.slice.expect("data");
+    let mut buf = vec![0u8; s.len as usize];
+    s.file.read_exact_at(&mut buf, s.position).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let h = BatchHeader::parse(&buf[pos..]).unwrap();
+        out.push(buf[pos..pos + h.total_len()].to_vec());
+        pos += h.total_len();
+    }
+    out
+}
+
+/// `message.timestamp.type=LogAppendTime`: each batch is stored as sent
+/// except its timestamp-type bit and maxTimestamp, set to the append time,
+/// and the CRC they change; the append reports that time; reads, time
+/// lookups and recovery see the stamped batch.
+#[test]
+fn log_append_time_stamps_each_batch_at_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { timestamp_type: crate::TimestampType::LogAppendTime, ..LogConfig::default() };
+    let sent = [make_batch(3, 20, 100), make_batch(2, 30, 5_000_000_000_000)];
+    let stamped_ms = std::cell::Cell::new(0);
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
+        let before = crate::log::now_ms() as i64;
+        let info = log.append(vec![bm(&sent[0]), bm(&sent[1])], false).await.unwrap();
+        assert!(info.log_append_time_ms >= before && info.log_append_time_ms <= crate::log::now_ms() as i64);
+        stamped_ms.set(info.log_append_time_ms);
+        let stored = stored_batches(&log);
+        assert_eq!(stored.len(), 2);
+        for (s, b) in stored.iter().zip(&sent) {
+            let h = check_stored(s).expect("the CRC covers the stamp");
+            assert!(h.is_log_append_time());
+            assert_eq!(h.max_timestamp, info.log_append_time_ms);
+            assert_eq!(&s[16..17], &b[16..17], "magic");
+            assert_eq!(&s[23..35], &b[23..35], "lastOffsetDelta and baseTimestamp as sent");
+            assert_eq!(&s[43..], &b[43..], "producer fields and records as sent");
+        }
+        // Every record of a LogAppendTime batch has the append time.
+        assert_eq!(log.offset_for_timestamp(info.log_append_time_ms).unwrap(), Some((0, info.log_append_time_ms)));
+        assert_eq!(log.offset_for_timestamp(info.log_append_time_ms + 1).unwrap(), None);
+        log.close().await.unwrap();
+    });
+    run(async {
+        let (log, rep) = PartitionLog::open(dir.path(), cfg).unwrap();
+        assert_eq!((rep.log_end_offset, rep.truncated_bytes), (5, 0));
+        assert!(stored_batches(&log).iter().all(|s| check_stored(s).unwrap().max_timestamp == stamped_ms.get()));
+    });
+}
+
+/// On a CreateTime topic a producer's LogAppendTime bit is no way around the
+/// timestamp checks: it is cleared (as Kafka does), the CRC recomputed, and
+/// the producer's timestamps checked like any others.
+#[test]
+fn create_time_clears_a_producers_log_append_time_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let flagged = |base_ts: i64| {
+        let mut b = make_batch(2, 10, base_ts);
+        b[21..23].copy_from_slice(&crate::batch::LOG_APPEND_TIME_FLAG.to_be_bytes());
+        let crc = crate::batch::compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    };
+    run(async {
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let future = crate::log::now_ms() as i64 + 2 * 3_600_000;
+        let r = log.append(vec![bm(&flagged(future))], false).await;
+        assert!(matches!(r, Err(EngineError::InvalidTimestamp(_))), "{r:?}");
+        let ok = flagged(1_000);
+        let info = log.append(vec![bm(&ok)], false).await.unwrap();
+        assert_eq!(info.log_append_time_ms, -1);
+        let stored = stored_batches(&log);
+        let h = check_stored(&stored[0]).unwrap();
+        assert!(!h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 1_001, "the producer's");
+        assert_eq!(&stored[0][23..], &make_batch(2, 10, 1_000)[23..]);
+    });
+}

@@ -127,7 +127,9 @@ pub enum AppendPlan {
     /// Write the batches; then `ProducerStates::apply` the updates.
     Append(Vec<Update>),
     /// Every batch was written before: answer with these original offsets.
-    Duplicate { base_offset: u64, last_offset: u64 },
+    /// `max_timestamp`: the last original batch's (its append time on a
+    /// LogAppendTime topic).
+    Duplicate { base_offset: u64, last_offset: u64, max_timestamp: i64 },
 }
 
 /// A producer's entry after one batch of the request (in request order).
@@ -225,9 +227,11 @@ impl ProducerStates {
             }
         }
         match (duplicates.first(), duplicates.last()) {
-            (Some(first), Some(last)) if updates.is_empty() && untracked == 0 => {
-                Ok(AppendPlan::Duplicate { base_offset: first.base_offset, last_offset: last.last_offset })
-            }
+            (Some(first), Some(last)) if updates.is_empty() && untracked == 0 => Ok(AppendPlan::Duplicate {
+                base_offset: first.base_offset,
+                last_offset: last.last_offset,
+                max_timestamp: last.max_timestamp,
+            }),
             (Some(_), _) => Err(EngineError::InvalidBatch(
                 "request mixes retried (duplicate) and new batches of an idempotent producer".into(),
             )),
@@ -417,7 +421,9 @@ mod tests {
         // Batches 2..=6 (seq 4..=13) are remembered; 0 and 1 are not.
         for i in 2..7 {
             let plan = append(&mut t, header(9, 0, i * 2, 2), 1000).unwrap();
-            assert_eq!(plan, AppendPlan::Duplicate { base_offset: i as u64 * 2, last_offset: i as u64 * 2 + 1 });
+            let expected =
+                AppendPlan::Duplicate { base_offset: i as u64 * 2, last_offset: i as u64 * 2 + 1, max_timestamp: 7 };
+            assert_eq!(plan, expected);
         }
         assert!(matches!(append(&mut t, header(9, 0, 2, 2), 1000), Err(EngineError::OutOfOrderSequence(_))));
         // Same first sequence but a different range is not a duplicate.
@@ -459,7 +465,7 @@ mod tests {
         assert_eq!(t.get(1).unwrap().batches().len(), 2);
         assert_eq!(t.get(1).unwrap().batches()[1].base_offset, 12);
         let both = t.check_append(&[header(1, 0, 0, 2), header(1, 0, 2, 3)], 99, 0).unwrap();
-        assert_eq!(both, AppendPlan::Duplicate { base_offset: 10, last_offset: 14 });
+        assert_eq!(both, AppendPlan::Duplicate { base_offset: 10, last_offset: 14, max_timestamp: 7 });
         let mixed = t.check_append(&[header(1, 0, 2, 3), header(1, 0, 5, 1)], 99, 0);
         assert!(matches!(mixed, Err(EngineError::InvalidBatch(_))));
         // A failing batch later in the request leaves the table untouched.

@@ -1,12 +1,15 @@
 //! DescribeConfigs (32), AlterConfigs (33), IncrementalAlterConfigs (44).
-//! Topic configs are those the engine honours (`topic_config::SUPPORTED`);
-//! broker configs are described read-only (they come from the command line).
+//! Topic configs are Kafka 4.x's (`topic_config_table`), described with
+//! Kafka's defaults, sources and synonyms; broker configs are described
+//! read-only (they come from the command line).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
@@ -14,11 +17,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::create_topics::{effective_configs, SOURCE_STATIC_BROKER};
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
-use crate::topic_config;
+use crate::topic_config::{self, Kind};
+use crate::topic_config_table::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -29,23 +32,15 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-/// DescribeConfigs v3+ config_type codes.
-fn config_type(name: &str) -> i8 {
-    const BOOLEAN: i8 = 1;
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const LIST: i8 = 7;
-    match name {
-        "cleanup.policy" => LIST,
-        "segment.bytes"
-        | "max.message.bytes"
-        | "index.interval.bytes"
-        | "num.partitions"
-        | "broker.id"
-        | "socket.request.max.bytes" => INT,
-        "auto.create.topics.enable" => BOOLEAN,
-        _ => LONG,
-    }
+/// One entry of a DescribeConfigs answer.
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+    kind: Kind,
+    synonyms: Vec<(String, String, i8)>,
+    documentation: Option<String>,
 }
 
 pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -55,11 +50,19 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
         let result = DescribeConfigsResult::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        let entries: Result<Vec<(String, String, i8, bool)>, KafkaError> = match r.resource_type {
+        let entries: Result<Vec<Entry>, KafkaError> = match r.resource_type {
             RESOURCE_TOPIC => match ctx.view().topic(&r.resource_name) {
-                Some(t) => Ok(effective_configs(&t.topic.record.configs, ctx.admin.topic_defaults())
+                Some(t) => Ok(topic_config::describe(&t.topic.record.configs, &broker_defaults(ctx))
                     .into_iter()
-                    .map(|(n, v, src)| (n, v, src, false))
+                    .map(|d| Entry {
+                        name: d.name.to_string(),
+                        value: d.value,
+                        source: d.source,
+                        read_only: false,
+                        kind: d.kind,
+                        synonyms: d.synonyms,
+                        documentation: d.note,
+                    })
                     .collect()),
                 None => Err(KafkaError::new(
                     errors::UNKNOWN_TOPIC_OR_PARTITION,
@@ -77,20 +80,15 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
                 Err(KafkaError::new(errors::INVALID_REQUEST, format!("config resource type {other} is not supported")))
             }
         };
-        let keys: Option<Vec<String>> = r.configuration_keys.map(|k| k.iter().map(|k| k.to_string()).collect());
+        // Null or empty: every config (as Kafka).
+        let keys: Option<Vec<String>> =
+            r.configuration_keys.filter(|k| !k.is_empty()).map(|k| k.iter().map(|k| k.to_string()).collect());
         results.push(match entries {
             Ok(entries) => result.with_configs(
                 entries
                     .into_iter()
-                    .filter(|(n, ..)| keys.as_ref().is_none_or(|k| k.contains(n)))
-                    .map(|(name, value, source, read_only)| {
-                        DescribeConfigsResourceResult::default()
-                            .with_config_type(config_type(&name))
-                            .with_name(s(name))
-                            .with_value(Some(s(value)))
-                            .with_config_source(source)
-                            .with_read_only(read_only)
-                    })
+                    .filter(|e| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
+                    .map(|e| answer(e, req.include_synonyms, req.include_documentation))
                     .collect(),
             ),
             Err(e) => result.with_error_code(e.code).with_error_message(Some(s(e.message))),
@@ -99,20 +97,73 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
     respond(header, &DescribeConfigsResponse::default().with_results(results))
 }
 
-/// The broker settings a client may want to see; all fixed at start.
-fn broker_configs(ctx: &Ctx) -> Vec<(String, String, i8, bool)> {
-    let c = &ctx.config;
-    let mut v = vec![
-        ("broker.id".to_string(), c.node_id.to_string()),
-        ("num.partitions".to_string(), c.default_partitions.to_string()),
-        ("auto.create.topics.enable".to_string(), c.auto_create_topics.to_string()),
-        ("socket.request.max.bytes".to_string(), c.socket_request_max_bytes.to_string()),
-    ];
-    // Topic defaults appear under their broker names (`log.` prefix), as in Kafka.
-    for (name, value) in &c.topic_defaults {
-        v.push((format!("log.{name}"), value.clone()));
+fn answer(e: Entry, include_synonyms: bool, include_documentation: bool) -> DescribeConfigsResourceResult {
+    let synonyms = if include_synonyms {
+        e.synonyms
+            .into_iter()
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default().with_name(s(name)).with_value(Some(s(value))).with_source(source)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    DescribeConfigsResourceResult::default()
+        .with_config_type(e.kind as i8)
+        .with_name(s(e.name))
+        .with_value(Some(s(e.value)))
+        .with_config_source(e.source)
+        .with_read_only(e.read_only)
+        .with_synonyms(synonyms)
+        .with_documentation(e.documentation.filter(|_| include_documentation).map(s))
+}
+
+/// The topics' defaults this broker was started with, by topic config name:
+/// `--topic-default`s and `--unclean-leader-election` (the broker's
+/// `unclean.leader.election.enable`), shown as STATIC_BROKER_CONFIG.
+pub(super) fn broker_defaults(ctx: &Ctx) -> BTreeMap<String, String> {
+    let mut defaults = ctx.admin.topic_defaults().clone();
+    if ctx.cluster.config.unclean_leader_election {
+        defaults.insert("unclean.leader.election.enable".into(), "true".into());
     }
-    v.into_iter().map(|(n, val)| (n, val, SOURCE_STATIC_BROKER, true)).collect()
+    defaults
+}
+
+/// The broker settings a client may want to see; all fixed at start.
+fn broker_configs(ctx: &Ctx) -> Vec<Entry> {
+    let c = &ctx.config;
+    let fixed = |name: &str, value: String, kind: Kind| Entry {
+        name: name.to_string(),
+        value: value.clone(),
+        source: SOURCE_STATIC_BROKER,
+        read_only: true,
+        kind,
+        synonyms: vec![(name.to_string(), value, SOURCE_STATIC_BROKER)],
+        documentation: None,
+    };
+    let mut v = vec![
+        fixed("broker.id", c.node_id.to_string(), Kind::Int),
+        fixed("num.partitions", c.default_partitions.to_string(), Kind::Int),
+        fixed("auto.create.topics.enable", c.auto_create_topics.to_string(), Kind::Boolean),
+        fixed("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), Kind::Int),
+    ];
+    // Topic defaults appear under their broker names (`message.max.bytes`,
+    // `log.retention.ms`, ...), as in Kafka: the command line's, else Kafka's.
+    for d in topic_config::describe(&BTreeMap::new(), &broker_defaults(ctx)) {
+        let Some((broker, _)) = topic_config::def(d.name).and_then(|t| t.broker) else { continue };
+        let Some((_, value, source)) = d.synonyms.first().cloned() else { continue };
+        let source = if source == SOURCE_DEFAULT { SOURCE_DEFAULT } else { SOURCE_STATIC_BROKER };
+        v.push(Entry {
+            name: broker.to_string(),
+            value,
+            source,
+            read_only: true,
+            kind: d.kind,
+            synonyms: d.synonyms,
+            documentation: None,
+        });
+    }
+    v
 }
 
 /// Checks the resource is a topic we can alter; returns its name.
@@ -129,11 +180,14 @@ fn topic_resource(resource_type: i8, name: &StrBytes) -> Result<String, KafkaErr
     }
 }
 
+/// A name AlterConfigs may touch: one of Kafka's topic configs (its value is
+/// checked with the whole set, `topic_config::log_config`).
 fn check_supported(name: &str) -> Result<(), KafkaError> {
-    if topic_config::is_supported(name) {
-        Ok(())
-    } else {
-        Err(KafkaError::new(errors::INVALID_CONFIG, format!("unknown or unsupported topic config '{name}'")))
+    match topic_config::def(name) {
+        Some(_) => Ok(()),
+        None => {
+            Err(KafkaError::new(errors::INVALID_CONFIG, topic_config::check(name, "").expect_err("not a topic config")))
+        }
     }
 }
 
@@ -226,7 +280,7 @@ fn apply_incremental(
 ) -> Result<(), KafkaError> {
     for (name, op, value) in ops {
         check_supported(name)?;
-        let is_list = config_type(name) == 7;
+        let is_list = topic_config::def(name).is_some_and(|d| d.kind == Kind::List);
         match (*op, value) {
             (OP_SET, Some(v)) => {
                 configs.insert(name.clone(), v.clone());
@@ -248,7 +302,7 @@ fn apply_incremental(
                     .get(name)
                     .or_else(|| defaults.get(name))
                     .cloned()
-                    .unwrap_or_else(|| topic_config::default_of(name).unwrap_or("").to_string());
+                    .unwrap_or_else(|| topic_config::def(name).map_or("", |d| d.default).to_string());
                 let mut items: Vec<String> =
                     current.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
                 for item in v.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -290,7 +344,7 @@ mod tests {
         assert_eq!(c["cleanup.policy"], "");
         let e = apply_incremental(&mut c, &[op("retention.ms", OP_APPEND, Some("1"))], &d).unwrap_err();
         assert_eq!(e.code, errors::INVALID_CONFIG);
-        let e = apply_incremental(&mut c, &[op("compression.type", OP_SET, Some("lz4"))], &d).unwrap_err();
+        let e = apply_incremental(&mut c, &[op("no.such.config", OP_SET, Some("lz4"))], &d).unwrap_err();
         assert_eq!(e.code, errors::INVALID_CONFIG);
         let e = apply_incremental(&mut c, &[op("retention.ms", 9, Some("1"))], &d).unwrap_err();
         assert_eq!(e.code, errors::INVALID_REQUEST);
@@ -298,7 +352,7 @@ mod tests {
 
     #[test]
     fn source_codes_are_kafkas() {
-        assert_eq!(super::super::create_topics::SOURCE_TOPIC, 1);
-        assert_eq!(SOURCE_STATIC_BROKER, 4);
+        assert_eq!(crate::topic_config_table::SOURCE_TOPIC, 1);
+        assert_eq!((SOURCE_STATIC_BROKER, SOURCE_DEFAULT), (4, 5));
     }
 }

@@ -21,11 +21,6 @@ use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::topic_config;
 
-/// DescribeConfigs' config_source values (also used in CreateTopics v5+).
-pub const SOURCE_TOPIC: i8 = 1;
-pub const SOURCE_STATIC_BROKER: i8 = 4;
-pub const SOURCE_DEFAULT: i8 = 5;
-
 pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: CreateTopicsRequest = decode(header, body)?;
     let mut results = Vec::with_capacity(req.topics.len());
@@ -40,14 +35,13 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             ));
             continue;
         }
-        if !t.assignments.is_empty() {
-            results.push(error_result(
-                result,
-                KafkaError::new(
-                    errors::INVALID_REQUEST,
-                    "manual replica assignment is not supported; placement is the controller's",
-                ),
-            ));
+        let assignments: Vec<(i32, Vec<i32>)> =
+            t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+        // A manual assignment sets both counts; Kafka wants them left at -1.
+        if !assignments.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
+            let what = if t.replication_factor != -1 { "replication factor" } else { "numPartitions" };
+            let msg = format!("a manual partition assignment was specified, but {what} was not set to -1");
+            results.push(error_result(result, KafkaError::new(errors::INVALID_REQUEST, msg)));
             continue;
         }
         // -1 (v4+) asks for the broker defaults.
@@ -71,17 +65,25 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         }
         match ctx
             .admin
-            .create_topic(&name, partitions, replication, configs, req.validate_only, wait(req.timeout_ms))
+            .create_topic(
+                &name,
+                partitions,
+                replication,
+                &assignments,
+                configs,
+                req.validate_only,
+                wait(req.timeout_ms),
+            )
             .await
         {
             Ok(created) => {
-                let configs = effective_configs(&created.configs, ctx.admin.topic_defaults())
+                let configs = topic_config::describe(&created.configs, &super::configs::broker_defaults(ctx))
                     .into_iter()
-                    .map(|(name, value, source)| {
+                    .map(|d| {
                         CreatableTopicConfigs::default()
-                            .with_name(s(name))
-                            .with_value(Some(s(value)))
-                            .with_config_source(source)
+                            .with_name(s(d.name))
+                            .with_value(Some(s(d.value)))
+                            .with_config_source(d.source)
                     })
                     .collect();
                 results.push(
@@ -114,25 +116,6 @@ fn error_result(r: CreatableTopicResult, e: KafkaError) -> CreatableTopicResult 
         .with_num_partitions(-1)
         .with_replication_factor(-1)
         .with_topic_config_error_code(0)
-}
-
-/// Every supported config with its effective value and where it came from.
-pub fn effective_configs(
-    overrides: &BTreeMap<String, String>,
-    defaults: &BTreeMap<String, String>,
-) -> Vec<(String, String, i8)> {
-    topic_config::SUPPORTED
-        .iter()
-        .map(|(name, kafka_default)| {
-            if let Some(v) = overrides.get(*name) {
-                (name.to_string(), v.clone(), SOURCE_TOPIC)
-            } else if let Some(v) = defaults.get(*name) {
-                (name.to_string(), v.clone(), SOURCE_STATIC_BROKER)
-            } else {
-                (name.to_string(), kafka_default.to_string(), SOURCE_DEFAULT)
-            }
-        })
-        .collect()
 }
 
 pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -170,14 +153,12 @@ pub async fn create_partitions(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            Err(KafkaError::new(
-                errors::INVALID_REQUEST,
-                "manual replica assignment is not supported; placement is the controller's",
-            ))
-        } else {
-            ctx.admin.create_partitions(&t.name.0, t.count, req.validate_only, wait(req.timeout_ms)).await
-        };
+        let assignments: Vec<Vec<i32>> =
+            t.assignments.iter().flatten().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+        let outcome = ctx
+            .admin
+            .create_partitions(&t.name.0, t.count, &assignments, req.validate_only, wait(req.timeout_ms))
+            .await;
         results.push(match outcome {
             Ok(()) => r,
             Err(e) => r.with_error_code(e.code).with_error_message(Some(s(e.message))),

@@ -36,8 +36,7 @@ pub fn handle(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
         .with_cluster_id(s(ctx.config.cluster_id.clone()))
         .with_controller_id(BrokerId(view.controller_id().unwrap_or(-1)))
         .with_endpoint_type(ENDPOINT_BROKERS)
-        // -2147483648 = "not requested" (Kafka's sentinel for authorized operations).
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(super::authorized_ops::cluster(req.include_cluster_authorized_operations))
         .with_brokers(brokers);
     respond(header, &resp)
 }

@@ -69,8 +69,8 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let replica = (req.replica_id.0 >= 0).then_some(req.replica_id.0);
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     loop {
-        let mut results = read_all(ctx, &wanted, replica).await;
-        trim_to_budget(&mut results, max_bytes);
+        let mut results = read_all(ctx, &wanted, replica, max_bytes).await;
+        trim_to_budget(&mut results, &wanted, max_bytes);
         let bytes: u64 = results.iter().map(|r| r.as_ref().map_or(0, |r| r.slice.as_ref().map_or(0, |s| s.len))).sum();
         let any_error = results.iter().any(|r| r.is_err());
         if bytes >= min_bytes.max(1) || any_error || Instant::now() >= deadline || wanted.is_empty() {
@@ -84,8 +84,10 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     }
 }
 
-/// Asks every owner at once; answers come back in request order.
-async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted], replica: Option<i32>) -> Vec<PartResult> {
+/// Asks every owner at once; answers come back in request order. No
+/// partition reads more than the response may hold (`max_bytes`), except one
+/// whole first batch (`min_one`); `trim_to_budget` then cuts the later ones.
+async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted], replica: Option<i32>, max_bytes: u64) -> Vec<PartResult> {
     let view = ctx.view();
     let pending: Vec<Pending<PartitionRead>> = wanted
         .iter()
@@ -94,7 +96,7 @@ async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted], replica: Option<i32>) -> Vec
                 topic: w.topic.clone(),
                 partition: w.partition,
                 offset: w.offset,
-                max_bytes: w.partition_max_bytes,
+                max_bytes: w.partition_max_bytes.min(max_bytes),
                 min_one: true,
                 leader_epoch: w.leader_epoch,
                 replica: replica.map(|node| ReplicaFetch { node, last_fetched_epoch: w.last_fetched_epoch }),
@@ -109,23 +111,29 @@ async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted], replica: Option<i32>) -> Vec
     out
 }
 
-/// Applies the response-wide `max_bytes`: the first partition with data keeps
-/// at least one whole batch (KIP-74); later ones get what budget is left.
-fn trim_to_budget(results: &mut [PartResult], max_bytes: u64) {
+/// Applies the response-wide `max_bytes` as Kafka does (KIP-74): the first
+/// partition with data keeps what it read, at most `max_bytes` or, when its
+/// first batch alone is larger, that batch whole; every later one is cut to
+/// the budget left and to its own `partition_max_bytes` (its read may have
+/// returned a whole first batch larger than that: only the first partition
+/// gets that exemption). A cut may end inside a batch; clients drop the
+/// partial batch and fetch it again, as from Kafka.
+fn trim_to_budget(results: &mut [PartResult], wanted: &[Wanted], max_bytes: u64) {
     let mut left = max_bytes;
     let mut first = true;
-    for r in results.iter_mut().flatten() {
+    for (r, w) in results.iter_mut().zip(wanted) {
+        let Ok(r) = r else { continue };
         let Some(slice) = r.slice.as_mut() else { continue };
         if first {
             first = false;
             left = left.saturating_sub(slice.len);
             continue;
         }
-        if left == 0 {
+        slice.len = slice.len.min(left).min(w.partition_max_bytes);
+        if slice.len == 0 {
             r.slice = None;
             continue;
         }
-        slice.len = slice.len.min(left);
         left -= slice.len;
     }
 }
@@ -287,6 +295,41 @@ mod tests {
             leader_epoch: -1,
             last_fetched_epoch: -1,
         }
+    }
+
+    fn read_of(file: &Arc<std::fs::File>, len: u64) -> PartResult {
+        Ok(PartitionRead {
+            slice: Some(laminar_engine::FileSlice { file: file.clone(), position: 0, len }),
+            high_watermark: 1,
+            last_stable_offset: 1,
+            log_start_offset: 0,
+            diverging: None,
+            error: errors::NONE,
+            watch: Arc::new(laminar_engine::LogWatch::default()),
+        })
+    }
+
+    fn lens(results: &[PartResult]) -> Vec<u64> {
+        results.iter().map(|r| r.as_ref().map_or(0, |r| r.slice.as_ref().map_or(0, |s| s.len))).collect()
+    }
+
+    /// KIP-74: the response's `max_bytes` bounds everything but one whole
+    /// first batch; later partitions get what is left, within their own limit.
+    #[test]
+    fn response_budget_cuts_later_partitions() {
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let want = |max: u64| Wanted { partition_max_bytes: max, ..wanted("t", 0) };
+        // A first batch larger than the whole budget comes alone.
+        let mut r = vec![read_of(&file, 5000), read_of(&file, 300), read_of(&file, 300)];
+        trim_to_budget(&mut r, &[want(20_000), want(20_000), want(20_000)], 1000);
+        assert_eq!(lens(&r), [5000, 0, 0]);
+        assert!(r[1].as_ref().unwrap().slice.is_none());
+        // Later partitions: the budget left, and their own limit (a whole
+        // first batch beyond it was the first partition's exemption only).
+        let mut r =
+            vec![Err(KafkaError::new(errors::NONE, "")), read_of(&file, 600), read_of(&file, 900), read_of(&file, 600)];
+        trim_to_budget(&mut r, &[want(500), want(600), want(500), want(500)], 1500);
+        assert_eq!(lens(&r), [0, 600, 500, 400]);
     }
 
     /// A follower told where its log diverges reads it back with the codec.

@@ -118,6 +118,7 @@ pub async fn join(ctx: &Rc<Ctx>, peer: &str, header: &RequestHeader, body: Bytes
         protocol_type: req.protocol_type.to_string(),
         protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     };
     let result = ask(ctx, &group_id, |reply| GroupMsg::Join { args, reply })
         .await
@@ -139,6 +140,7 @@ pub async fn join(ctx: &Rc<Ctx>, peer: &str, header: &RequestHeader, body: Bytes
         .with_protocol_name(result.protocol_name.map(s))
         .with_leader(s(result.leader))
         .with_member_id(s(result.member_id))
+        .with_skip_assignment(result.skip_assignment)
         .with_members(members);
     respond(header, &resp)
 }
@@ -215,6 +217,7 @@ pub async fn leave(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handle
 
 pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: DescribeGroupsRequest = decode(header, body)?;
+    let ops = super::authorized_ops::group(header.request_api_version >= 3 && req.include_authorized_operations);
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
         let id = g.0.to_string();
@@ -223,6 +226,7 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
         groups.push(match d {
             Err(code) => entry.with_error_code(code),
             Ok(d) => entry
+                .with_authorized_operations(ops)
                 .with_group_state(s(d.state))
                 .with_protocol_type(s(d.protocol_type))
                 .with_protocol_data(s(d.protocol))

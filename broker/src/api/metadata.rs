@@ -13,7 +13,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName};
 use laminar_coord::cluster::{ClusterView, TopicView};
 
-use super::{decode, respond, s, HandlerResult};
+use super::{authorized_ops, decode, respond, s, HandlerResult};
 use crate::cluster::admin::DEFAULT_WAIT;
 use crate::context::Ctx;
 use crate::errors;
@@ -64,7 +64,15 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 .with_rack(b.record.rack.clone().map(s))
         })
         .collect();
+    // Asked for (v8+): what a Kafka broker without an authorizer answers.
+    // The cluster's field exists in v8–v10 only (DescribeCluster replaced it).
+    let topic_ops = authorized_ops::topic(version >= 8 && req.include_topic_authorized_operations);
+    for t in topics.iter_mut() {
+        t.topic_authorized_operations = topic_ops;
+    }
+    let cluster_ops = authorized_ops::cluster((8..=10).contains(&version) && req.include_cluster_authorized_operations);
     let resp = MetadataResponse::default()
+        .with_cluster_authorized_operations(cluster_ops)
         .with_brokers(brokers)
         .with_cluster_id(Some(s(ctx.config.cluster_id.clone())))
         .with_controller_id(BrokerId(view.controller_id().unwrap_or(-1)))
@@ -79,6 +87,7 @@ async fn auto_create(ctx: &Ctx, name: &str) -> MetadataResponseTopic {
             name,
             ctx.config.default_partitions,
             ctx.config.default_replication_factor,
+            &[],
             Default::default(),
             false,
             DEFAULT_WAIT,

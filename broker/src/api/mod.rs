@@ -12,6 +12,7 @@ use crate::context::Ctx;
 use crate::response::Response;
 
 pub(crate) mod api_versions;
+mod authorized_ops;
 mod configs;
 mod create_topics;
 mod delete_records;

@@ -79,9 +79,10 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             let result = answer(pending).await;
             let r = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
             partition_responses.push(match result {
-                Ok(info) => {
-                    r.with_base_offset(info.base_offset as i64).with_log_start_offset(info.log_start_offset as i64)
-                }
+                Ok(info) => r
+                    .with_base_offset(info.base_offset as i64)
+                    .with_log_start_offset(info.log_start_offset as i64)
+                    .with_log_append_time_ms(info.log_append_time_ms),
                 Err(e) => {
                     tracing::debug!(topic = %name, partition = index, code = e.code, "produce rejected: {}", e.message);
                     r.with_error_code(e.code)

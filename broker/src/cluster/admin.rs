@@ -56,24 +56,36 @@ impl Admin {
         &self.topic_defaults
     }
 
+    /// Creates a topic of `partitions` × `replication_factor` replicas placed
+    /// by the controller, or, when `assignments` is not empty (the caller
+    /// checked that both counts are then -1, as Kafka requires), with the
+    /// replicas it names (a manual assignment: `manual_assignment`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
+        assignments: &[(i32, Vec<i32>)],
         configs: BTreeMap<String, String>,
         validate_only: bool,
         wait: Duration,
     ) -> Result<Created, KafkaError> {
         crate::topic_name::validate(name).map_err(|e| KafkaError::new(errors::INVALID_TOPIC_EXCEPTION, e))?;
+        let view = self.cluster.view();
+        let (partitions, rf, assignments) = if assignments.is_empty() {
+            let rf = if replication_factor == -1 { self.default_replication_factor } else { replication_factor };
+            (partitions, rf, BTreeMap::new())
+        } else {
+            let (assigned, rf) = manual_assignment(&view, assignments, 0, None)?;
+            (assigned.len() as i32, rf, assigned)
+        };
         if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
             return Err(KafkaError::new(
                 errors::INVALID_PARTITIONS,
                 format!("partitions must be in [1, {PARTITIONS_PER_TOPIC_MAX}], got {partitions}"),
             ));
         }
-        let rf = if replication_factor == -1 { self.default_replication_factor } else { replication_factor };
-        let view = self.cluster.view();
         let live = view.brokers.len();
         if rf < 1 || rf as usize > live {
             return Err(KafkaError::new(
@@ -88,8 +100,12 @@ impl Admin {
         if view.topic(name).is_some() {
             return Err(KafkaError::new(errors::TOPIC_ALREADY_EXISTS, format!("topic '{name}' already exists")));
         }
-        check_room(&view, partitions, rf)?;
-        let record = TopicRecord { id: uuid::Uuid::new_v4(), partitions, replication_factor: rf, configs };
+        if assignments.is_empty() {
+            check_room(&view, partitions, rf)?;
+        } else {
+            check_room_on(&view, &assignments)?;
+        }
+        let record = TopicRecord { id: uuid::Uuid::new_v4(), partitions, replication_factor: rf, configs, assignments };
         if validate_only {
             return Ok(created(&record));
         }
@@ -131,10 +147,13 @@ impl Admin {
         Ok(id)
     }
 
+    /// Grows a topic to `count` partitions; `assignments`, if any, names the
+    /// brokers of each new one (one list per new partition, in order).
     pub async fn create_partitions(
         &self,
         name: &str,
         count: i32,
+        assignments: &[Vec<i32>],
         validate_only: bool,
         wait: Duration,
     ) -> Result<(), KafkaError> {
@@ -155,12 +174,32 @@ impl Admin {
                 format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions"),
             ));
         }
-        check_room(&view, count - old, t.topic.record.replication_factor)?;
+        let rf = t.topic.record.replication_factor;
+        let assigned = if assignments.is_empty() {
+            check_room(&view, count - old, rf)?;
+            BTreeMap::new()
+        } else {
+            if assignments.len() != (count - old) as usize {
+                return Err(KafkaError::new(
+                    errors::INVALID_REPLICA_ASSIGNMENT,
+                    format!(
+                        "attempted to add {} partition(s), but {} assignment(s) were given",
+                        count - old,
+                        assignments.len()
+                    ),
+                ));
+            }
+            let numbered: Vec<(i32, Vec<i32>)> = (old..).zip(assignments.iter().cloned()).collect();
+            let (assigned, _) = manual_assignment(&view, &numbered, old, Some(rf))?;
+            check_room_on(&view, &assigned)?;
+            assigned
+        };
         if validate_only {
             return Ok(());
         }
         let mut record = t.topic.record.clone();
         record.partitions = count;
+        record.assignments.extend(assigned);
         self.replace_topic(name, &t, &record).await?;
         let id = t.id();
         self.wait_placed(name, |v| v.id() == id && v.partition_count() == count, wait).await
@@ -342,6 +381,88 @@ fn created(record: &TopicRecord) -> Created {
     }
 }
 
+/// Checks a manual replica assignment as Kafka's controller does and returns
+/// it by partition with its replication factor: partitions numbered from
+/// `first` on without gaps or repeats, each with at least one broker, no
+/// broker twice, every broker live in the cluster view, and the same number
+/// of replicas everywhere (`rf`, when the topic has one already). Errors are
+/// INVALID_REPLICA_ASSIGNMENT, naming the partition or broker.
+fn manual_assignment(
+    view: &ClusterView,
+    assignments: &[(i32, Vec<i32>)],
+    first: i32,
+    rf: Option<i16>,
+) -> Result<(BTreeMap<i32, Vec<i32>>, i16), KafkaError> {
+    let bad = |m: String| KafkaError::new(errors::INVALID_REPLICA_ASSIGNMENT, m);
+    let mut out = BTreeMap::new();
+    let mut rf = rf.map(|r| r as usize);
+    for (partition, brokers) in assignments {
+        if out.contains_key(partition) {
+            return Err(bad(format!("found multiple manual partition assignments for partition {partition}")));
+        }
+        if brokers.is_empty() {
+            return Err(bad(format!("the manual assignment of partition {partition} has an empty replica list")));
+        }
+        let mut sorted = brokers.clone();
+        sorted.sort_unstable();
+        for pair in sorted.windows(2) {
+            if pair[0] == pair[1] {
+                return Err(bad(format!(
+                    "the manual assignment of partition {partition} names broker {} more than once",
+                    pair[0]
+                )));
+            }
+        }
+        if let Some(missing) = sorted.iter().find(|b| view.broker(**b).is_none()) {
+            return Err(bad(format!(
+                "the manual assignment of partition {partition} names broker {missing}, which is not a live broker"
+            )));
+        }
+        match rf {
+            Some(n) if n != brokers.len() => {
+                return Err(bad(format!(
+                    "partition {partition} is assigned {} replica(s), other partitions {n}",
+                    brokers.len()
+                )));
+            }
+            _ => rf = Some(brokers.len()),
+        }
+        out.insert(*partition, brokers.clone());
+    }
+    let expected = first..first + out.len() as i32;
+    if !out.keys().copied().eq(expected) {
+        return Err(bad(format!("assigned partitions must be numbered consecutively from {first}")));
+    }
+    let rf = rf.unwrap_or(0);
+    let rf = i16::try_from(rf).map_err(|_| bad(format!("replication factor {rf} is too large")))?;
+    Ok((out, rf))
+}
+
+/// `check_room` for a manual assignment: each named broker must have room
+/// for the replicas it is given.
+fn check_room_on(view: &ClusterView, assignments: &BTreeMap<i32, Vec<i32>>) -> Result<(), KafkaError> {
+    let loads = placement::loads(view);
+    let mut need: BTreeMap<i32, u64> = BTreeMap::new();
+    for brokers in assignments.values() {
+        for b in brokers {
+            *need.entry(*b).or_default() += 1;
+        }
+    }
+    for (broker, n) in need {
+        let left = loads.get(&broker).map_or(0, |l| l.capacity_left as u64);
+        if n > left {
+            return Err(KafkaError::new(
+                errors::POLICY_VIOLATION,
+                format!(
+                    "broker {broker} is assigned {n} replica(s) but has room for {left} within its open-file limit \
+                     (raise `ulimit -n` or assign other brokers)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses what the live brokers cannot hold within their file budgets,
 /// before anything is written (a create must never half-happen).
 fn check_room(view: &ClusterView, partitions: i32, rf: i16) -> Result<(), KafkaError> {
@@ -359,4 +480,66 @@ fn check_room(view: &ClusterView, partitions: i32, rf: i16) -> Result<(), KafkaE
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use laminar_coord::cluster::{BrokerRecord, Stored};
+
+    fn view(nodes: &[i32], capacity: u32) -> ClusterView {
+        let mut v = ClusterView::empty();
+        for &node in nodes {
+            let record = BrokerRecord {
+                node_id: node,
+                host: "127.0.0.1".into(),
+                port: 9000,
+                rack: None,
+                shards: 2,
+                started_ms: 0,
+                data_dir_id: String::new(),
+                partition_capacity: capacity,
+                build: String::new(),
+                shutting_down: false,
+            };
+            v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease: 1 }));
+        }
+        v
+    }
+
+    fn refused(v: &ClusterView, a: &[(i32, Vec<i32>)], first: i32, rf: Option<i16>) -> String {
+        let e = manual_assignment(v, a, first, rf).unwrap_err();
+        assert_eq!(e.code, errors::INVALID_REPLICA_ASSIGNMENT, "{}", e.message);
+        e.message
+    }
+
+    /// Kafka's rules for a manual assignment, each refusal naming what is wrong.
+    #[test]
+    fn manual_assignments_are_checked_as_kafka_checks_them() {
+        let v = view(&[1, 2, 3], 1000);
+        let (m, rf) = manual_assignment(&v, &[(1, vec![3, 1]), (0, vec![2, 3])], 0, None).unwrap();
+        assert_eq!(rf, 2);
+        assert_eq!(m[&0], vec![2, 3], "order kept: the first is the preferred leader");
+        assert!(refused(&v, &[(0, vec![1]), (0, vec![2])], 0, None).contains("multiple"));
+        assert!(refused(&v, &[(0, vec![])], 0, None).contains("empty"));
+        assert!(refused(&v, &[(0, vec![1, 1])], 0, None).contains("broker 1 more than once"));
+        assert!(refused(&v, &[(0, vec![1, 9])], 0, None).contains("broker 9"));
+        assert!(refused(&v, &[(0, vec![1, 2]), (1, vec![3])], 0, None).contains("1 replica(s), other partitions 2"));
+        assert!(refused(&v, &[(0, vec![1]), (2, vec![2])], 0, None).contains("consecutively from 0"));
+        // CreatePartitions: from the current count on, at the topic's factor.
+        assert!(manual_assignment(&v, &[(4, vec![1, 2])], 4, Some(2)).is_ok());
+        assert!(refused(&v, &[(4, vec![1])], 4, Some(2)).contains("other partitions 2"));
+        assert!(refused(&v, &[(3, vec![1, 2])], 4, Some(2)).contains("from 4"));
+    }
+
+    #[test]
+    fn a_manual_assignment_must_fit_each_brokers_budget() {
+        let v = view(&[1, 2], 2);
+        let a: BTreeMap<i32, Vec<i32>> = [(0, vec![1, 2]), (1, vec![1])].into();
+        assert!(check_room_on(&v, &a).is_ok());
+        let a: BTreeMap<i32, Vec<i32>> = [(0, vec![1]), (1, vec![1]), (2, vec![1, 2])].into();
+        let e = check_room_on(&v, &a).unwrap_err();
+        assert_eq!(e.code, errors::POLICY_VIOLATION);
+        assert!(e.message.contains("broker 1 is assigned 3"), "{}", e.message);
+    }
 }

@@ -182,8 +182,15 @@ impl Duties<'_> {
                     continue;
                 }
                 let rf = t.topic.record.replication_factor.max(1) as usize;
-                let Some((replicas, shards)) = placement::place(&mut loads, rf) else {
-                    tracing::warn!(topic = %name, partition = p, replication_factor = rf, "cannot place: too few live brokers with room");
+                let placed = match t.topic.record.assignments.get(&p) {
+                    // Asked for by hand: there, on the brokers' least-loaded shards.
+                    Some(replicas) => {
+                        placement::place_on(&mut loads, replicas).map(|shards| (replicas.clone(), shards))
+                    }
+                    None => placement::place(&mut loads, rf),
+                };
+                let Some((replicas, shards)) = placed else {
+                    tracing::warn!(topic = %name, partition = p, replication_factor = rf, "cannot place: too few live brokers with room (or a manually assigned one is not live)");
                     break;
                 };
                 let isr = replicas

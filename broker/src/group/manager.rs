@@ -21,8 +21,12 @@ use super::{CommitArgs, GroupDescription, GroupMsg};
 use crate::errors;
 use tokio::sync::oneshot;
 
-/// How often session timeouts and rebalance deadlines are checked.
+/// Longest the group timer sleeps: it wakes at the earliest deadline of its
+/// groups (`Group::next_deadline`), and at least this often, so a deadline
+/// that appears while it sleeps (a short rebalance timeout) is at most this late.
 pub const TICK: Duration = Duration::from_millis(100);
+/// Shortest the group timer sleeps.
+const TIMER_FLOOR: Duration = Duration::from_millis(5);
 
 /// How often committed offsets are checked against `offsets.retention.minutes`
 /// (Kafka's `offsets.retention.check.interval.ms` is ten minutes; retention is
@@ -186,6 +190,11 @@ impl GroupManager {
         changed.extend(self.persisted.keys().filter(|id| !self.groups.contains_key(*id)).cloned());
         let writes: Vec<PersistWrite> = changed.iter().filter_map(|id| self.persist(id)).collect();
         spawn_persist(writes);
+    }
+
+    /// The earliest deadline of any group held (see `Group::next_deadline`).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.groups.values().filter_map(Group::next_deadline).min()
     }
 
     /// Deletes committed offsets past `offsets.retention.minutes` (KIP-211),
@@ -601,12 +610,16 @@ pub(crate) fn parse_subscription(mut meta: Bytes) -> Option<ConsumerProtocolSubs
     .ok()
 }
 
-/// The shard's group timer: sessions and rebalances every `TICK`, offset
-/// retention every `OFFSETS_RETENTION_CHECK`.
+/// The shard's group timer: sessions and rebalances at their deadlines (at
+/// least every `TICK`), offset retention every `OFFSETS_RETENTION_CHECK`.
 pub async fn run_ticker(mgr: SharedGroups) {
     let mut last_retention_check = Instant::now();
     loop {
-        tokio::time::sleep(TICK).await;
+        let now = Instant::now();
+        let tick_at = now + TICK;
+        // Floored: a deadline a tick cannot clear must not make this spin.
+        let wake = mgr.borrow().next_deadline().map_or(tick_at, |d| d.clamp(now + TIMER_FLOOR, tick_at));
+        tokio::time::sleep_until(wake.into()).await;
         let (now, now_ms) = (Instant::now(), laminar_engine::log::now_ms());
         mgr.borrow_mut().tick(now, now_ms);
         if now.duration_since(last_retention_check) >= OFFSETS_RETENTION_CHECK {

@@ -34,6 +34,9 @@ pub struct JoinArgs {
     pub protocols: Vec<(String, Bytes)>,
     /// v4+ clients understand MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// v9+ clients understand `skip_assignment` (KIP-814): a static leader
+    /// rejoining a stable group is told it leads without having to assign.
+    pub supports_skip_assignment: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,6 +49,9 @@ pub struct JoinResult {
     pub member_id: String,
     /// Only for the leader: (member id, instance id, metadata of the chosen protocol).
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader must not assign (KIP-814): the group is stable and keeps
+    /// its assignment; `members` is only for its own bookkeeping.
+    pub skip_assignment: bool,
 }
 
 #[derive(Debug, Clone)]

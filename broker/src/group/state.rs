@@ -253,6 +253,7 @@ impl Group {
         };
 
         let seq = self.next_seq;
+        let was_empty = self.members.is_empty();
         let existing = self.members.get_mut(&member_id);
         let changed = match existing {
             Some(m) => {
@@ -284,7 +285,10 @@ impl Group {
                 true
             }
         };
-        if self.protocol_type.is_none() {
+        if was_empty || self.protocol_type.is_none() {
+            // An emptied group keeps its protocol type (ListGroups shows a
+            // consumer group as one, Empty, not as a "simple" group); the
+            // first member to join it again sets it anew, as in Kafka.
             self.protocol_type = Some(args.protocol_type.clone());
         }
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
@@ -303,7 +307,12 @@ impl Group {
         self.try_complete_join(now);
     }
 
-    /// A known static member came back with a new member id: the old id is fenced.
+    /// A known static member came back with a new member id (KIP-345): the
+    /// new id replaces the old one, whose parked requests are fenced. In a
+    /// stable group whose protocol stays as it is, nothing else changes: same
+    /// generation, same assignment (the member gets it back from SyncGroup),
+    /// no rebalance for anyone, whether or not it led the group. Otherwise
+    /// the group rebalances, as Kafka's coordinator does.
     fn replace_static_member(
         &mut self,
         old_id: String,
@@ -325,8 +334,7 @@ impl Group {
         if let Some(old) = m.awaiting_sync.take() {
             let _ = old.send(SyncResult { error: errors::FENCED_INSTANCE_ID, ..Default::default() });
         }
-        let unchanged = m.protocols == args.protocols;
-        m.protocols = args.protocols;
+        let old_protocols = std::mem::replace(&mut m.protocols, args.protocols);
         m.last_heartbeat = now;
         m.session_timeout = Duration::from_millis(args.session_timeout_ms.max(0) as u64);
         m.rebalance_timeout = Duration::from_millis(args.rebalance_timeout_ms.max(0) as u64);
@@ -336,9 +344,19 @@ impl Group {
         if was_leader {
             self.leader = Some(new_id.clone());
         }
-        if self.state == GroupState::Stable && unchanged && !was_leader {
-            // KIP-345: a static member restarting doesn't cause a rebalance.
-            let _ = reply.send(self.join_result(&new_id, false));
+        if self.state == GroupState::Stable && self.keeps_assignment(&old_protocols, &new_id) {
+            let result = if !was_leader {
+                self.join_result(&new_id, false)
+            } else if args.supports_skip_assignment {
+                // KIP-814: it leads, sees the members, and must not assign.
+                JoinResult { skip_assignment: true, ..self.join_result(&new_id, true) }
+            } else {
+                // An older client named leader would compute a new assignment
+                // that a stable group ignores; naming its old id (Kafka's
+                // answer) tells it it does not lead, so it just syncs.
+                JoinResult { leader: old_id, ..self.join_result(&new_id, false) }
+            };
+            let _ = reply.send(result);
             return;
         }
         self.members.get_mut(&new_id).expect("inserted").awaiting_join = Some(reply);
@@ -346,6 +364,33 @@ impl Group {
             self.prepare_rebalance(now);
         }
         self.try_complete_join(now);
+    }
+
+    /// Whether a static member that rejoined with `member_id` (its protocols
+    /// before were `old`) leaves the stable group's assignment valid: the
+    /// protocol vote still picks the group's protocol (Kafka's rule), and in a
+    /// consumer group the member still subscribes to the same topics. Kafka
+    /// does not look at topics; a changed subscription would otherwise keep
+    /// the old assignment until something else rebalances. Raw metadata is
+    /// not compared: the Java consumer puts its generation (-1 after a
+    /// restart) and owned partitions in it, so it always changes.
+    fn keeps_assignment(&self, old: &[(String, Bytes)], member_id: &str) -> bool {
+        let Some(current) = self.protocol.clone() else { return false };
+        if self.select_protocol() != current {
+            return false;
+        }
+        if self.protocol_type() != "consumer" {
+            return true;
+        }
+        let topics = |meta: Bytes| {
+            super::manager::parse_subscription(meta).map(|s| {
+                let mut topics: Vec<String> = s.topics.iter().map(|t| t.to_string()).collect();
+                topics.sort();
+                topics
+            })
+        };
+        let before = old.iter().find(|(n, _)| *n == current).map(|(_, m)| m.clone()).unwrap_or_default();
+        topics(before) == topics(self.members[member_id].metadata_for(&current))
     }
 
     /// Does the group accept this protocol type and at least one protocol every member has?
@@ -398,7 +443,6 @@ impl Group {
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
-            self.protocol_type = None;
             self.leader = None;
             return;
         }
@@ -460,6 +504,7 @@ impl Group {
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
             members,
+            skip_assignment: false,
         }
     }
 
@@ -600,6 +645,28 @@ impl Group {
         }
     }
 
+    /// When `member`'s session ends unless it is heard from; `None` while
+    /// it is parked in JoinGroup (the rebalance timeout bounds that instead).
+    fn session_deadline(&self, m: &Member) -> Option<Instant> {
+        let waiting_to_join = self.state == GroupState::PreparingRebalance && m.awaiting_join.is_some();
+        (!waiting_to_join).then(|| m.last_heartbeat + m.session_timeout)
+    }
+
+    /// The earliest instant at which `tick` has something to do: a session,
+    /// a rebalance, the initial delay or a pending member id ending. The
+    /// shard's timer sleeps until then (at most `manager::TICK`), so a dead
+    /// member is removed when its session ends, not up to a tick later.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let sessions = self.members.values().filter_map(|m| self.session_deadline(m));
+        // The initial delay ends a join only once everyone has joined.
+        let all_joined = self.members.values().all(|m| m.awaiting_join.is_some());
+        sessions
+            .chain(self.pending_members.values().copied())
+            .chain(self.rebalance_deadline)
+            .chain(self.initial_delay_until.filter(|_| all_joined))
+            .min()
+    }
+
     /// Timers: session expiry, rebalance deadline, pending member ids.
     pub fn tick(&mut self, now: Instant) {
         // A pending id lives as long as the session timeout its JoinGroup asked for (as Kafka).
@@ -607,11 +674,7 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                // A member parked in JoinGroup is bounded by the rebalance timeout instead.
-                let waiting_to_join = self.state == GroupState::PreparingRebalance && m.awaiting_join.is_some();
-                !waiting_to_join && now.duration_since(m.last_heartbeat) > m.session_timeout
-            })
+            .filter(|(_, m)| self.session_deadline(m).is_some_and(|d| now >= d))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {

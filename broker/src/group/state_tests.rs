@@ -26,6 +26,7 @@ fn args(member: &str, instance: Option<&str>, require_id: bool) -> JoinArgs {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
         require_known_member_id: require_id,
+        supports_skip_assignment: false,
     }
 }
 
@@ -184,6 +185,131 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
     // The old incarnation is fenced.
     assert_eq!(g.check_member(&b.member_id, Some("host-b"), 2), Err(errors::FENCED_INSTANCE_ID));
     assert_eq!(g.generation(), 2);
+}
+
+/// A consumer subscription (v1: with user data and owned partitions, as
+/// clients send it) naming `topics`, marked with `generation` the way the
+/// Java client's v2+ metadata carries one: bytes that change across a restart.
+fn subscription(topics: &[&'static str], generation: i32) -> Bytes {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let mut b = BytesMut::new();
+    b.put_i16(1);
+    ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| StrBytes::from_static_str(t)).collect())
+        .with_user_data(Some(Bytes::from(generation.to_be_bytes().to_vec())))
+        .encode(&mut b, 1)
+        .unwrap();
+    b.freeze()
+}
+
+fn static_args(member: &str, instance: &str, topics: &[&'static str], generation: i32) -> JoinArgs {
+    JoinArgs {
+        protocols: vec![("range".into(), subscription(topics, generation))],
+        ..args(member, Some(instance), true)
+    }
+}
+
+/// Two static members, `host-a` leading, stable at generation 2 with
+/// assignments "A" and "B". Returns (a's id, b's id).
+fn stable_static_pair(g: &mut Group, now: Instant) -> (String, String) {
+    let a = done(&mut join(g, static_args("", "host-a", &["t"], -1), now)).member_id;
+    sync(g, &a, 1, vec![(a.clone(), Bytes::from_static(b"A"))], now);
+    let mut bj = join(g, static_args("", "host-b", &["t"], -1), now);
+    let mut aj = join(g, static_args(&a, "host-a", &["t"], 1), now);
+    let (b, a2) = (done(&mut bj), done(&mut aj));
+    assert_eq!((a2.generation, a2.leader.as_str()), (2, a.as_str()));
+    let assign = vec![(a.clone(), Bytes::from_static(b"A")), (b.member_id.clone(), Bytes::from_static(b"B"))];
+    sync(g, &b.member_id, 2, vec![], now);
+    sync(g, &a, 2, assign, now);
+    assert_eq!(g.state(), GroupState::Stable);
+    (a, b.member_id)
+}
+
+/// KIP-345 for the leader: it restarts (new member id, metadata bytes that
+/// differ: the Java client's carry its generation) and gets its assignment
+/// back with no rebalance. A v9+ client is told it leads and must not assign
+/// (KIP-814); an older one is given the old leader id, so it does not try.
+#[test]
+fn static_leader_restart_keeps_the_group_stable() {
+    for skip in [true, false] {
+        let now = Instant::now();
+        let mut g = Group::new("g".into(), timing());
+        let (a, b) = stable_static_pair(&mut g, now);
+        let mut back = static_args("", "host-a", &["t"], -1);
+        back.supports_skip_assignment = skip;
+        let r = done(&mut join(&mut g, back, now));
+        assert_eq!((r.error, r.generation), (errors::NONE, 2));
+        assert_eq!(g.state(), GroupState::Stable, "no rebalance");
+        assert_eq!(r.skip_assignment, skip);
+        if skip {
+            assert_eq!(r.leader, r.member_id);
+            assert_eq!(r.members.len(), 2);
+        } else {
+            assert_eq!(r.leader, a, "the old id: the client does not take itself for the leader");
+            assert!(r.members.is_empty());
+        }
+        // Its SyncGroup (with or without an assignment) returns what it had.
+        let mine = vec![(r.member_id.clone(), Bytes::from_static(b"new"))];
+        let s = sync(&mut g, &r.member_id, 2, mine, now).try_recv().unwrap();
+        assert_eq!((s.error, &s.assignment[..]), (errors::NONE, &b"A"[..]));
+        // The other member noticed nothing.
+        assert_eq!(g.heartbeat(&b, None, 2, now), errors::NONE);
+        assert_eq!(&sync(&mut g, &b, 2, vec![], now).try_recv().unwrap().assignment[..], b"B");
+        assert_eq!(g.check_member(&a, Some("host-a"), 2), Err(errors::FENCED_INSTANCE_ID));
+    }
+}
+
+/// A static member that comes back subscribed to other topics needs a new
+/// assignment: the group rebalances.
+#[test]
+fn static_member_back_with_another_subscription_rebalances() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), timing());
+    let (_a, b) = stable_static_pair(&mut g, now);
+    let mut r = join(&mut g, static_args("", "host-a", &["t", "u"], -1), now);
+    assert_eq!(r.try_recv().unwrap_err(), TryRecvError::Empty, "parked until the rebalance completes");
+    assert_eq!(g.state(), GroupState::PreparingRebalance);
+    assert_eq!(g.heartbeat(&b, None, 2, now), errors::REBALANCE_IN_PROGRESS);
+}
+
+/// A member that stops heartbeating is removed when its session ends, and
+/// the group's timer is told to wake exactly then.
+#[test]
+fn sessions_end_at_their_deadline_and_the_timer_knows_it() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), timing());
+    let (a, b) = stable_static_pair(&mut g, now);
+    let later = now + Duration::from_secs(3);
+    assert_eq!(g.heartbeat(&b, None, 2, later), errors::NONE);
+    let a_ends = now + Duration::from_secs(10);
+    assert_eq!(g.next_deadline(), Some(a_ends));
+    g.tick(a_ends - Duration::from_millis(1));
+    assert_eq!(g.state(), GroupState::Stable);
+    g.tick(a_ends);
+    assert_eq!(g.state(), GroupState::PreparingRebalance, "a's session ended");
+    assert_eq!(g.check_member(&a, None, 2), Err(errors::UNKNOWN_MEMBER_ID));
+    // b is told at its next heartbeat; parked in JoinGroup it has no session
+    // deadline, only the rebalance's.
+    assert_eq!(g.heartbeat(&b, None, 2, a_ends), errors::REBALANCE_IN_PROGRESS);
+    let mut bj = join(&mut g, static_args(&b, "host-b", &["t"], 2), a_ends);
+    assert_eq!(done(&mut bj).generation, 3);
+}
+
+/// A consumer group whose members all left is still a consumer group
+/// (ListGroups: "consumer", Empty), until a member of another kind refills it.
+#[test]
+fn an_emptied_group_keeps_its_protocol_type() {
+    let now = Instant::now();
+    let mut g = Group::new("g".into(), timing());
+    let a = single_member(&mut g, now);
+    assert_eq!(g.leave(&a, None, now), errors::NONE);
+    assert_eq!((g.state(), g.protocol_type()), (GroupState::Empty, "consumer"));
+    assert_eq!(g.describe().protocol_type, "consumer");
+    let connect = JoinArgs { protocol_type: "connect".into(), ..args("", None, false) };
+    assert_eq!(done(&mut join(&mut g, connect, now)).error, errors::NONE);
+    assert_eq!(g.protocol_type(), "connect");
 }
 
 #[test]

@@ -59,6 +59,12 @@ pub struct TopicRecord {
     pub replication_factor: i16,
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
+    /// A manual replica assignment (CreateTopics' or CreatePartitions'
+    /// `assignments`): partition → its brokers, preferred leader first. The
+    /// controller places these partitions there and the others itself. Left
+    /// in place afterwards: partition records are what holds from then on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub assignments: BTreeMap<i32, Vec<i32>>,
 }
 
 fn one() -> i16 {

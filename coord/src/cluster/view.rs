@@ -260,7 +260,13 @@ mod tests {
     }
 
     fn topic(id: uuid::Uuid, partitions: i32) -> Vec<u8> {
-        to_json(&TopicRecord { id, partitions, replication_factor: 1, configs: Default::default() })
+        to_json(&TopicRecord {
+            id,
+            partitions,
+            replication_factor: 1,
+            configs: Default::default(),
+            assignments: Default::default(),
+        })
     }
 
     fn partition(topic_id: uuid::Uuid, leader: i32) -> Vec<u8> {

@@ -191,7 +191,7 @@ impl PartitionLog {
             st.next_offset = headers.last().expect("non-empty").last_offset() as u64 + 1;
             st.stats.appends += 1;
             let heads = heads.freeze();
-            self.enqueue_as(&mut st, heads, bodies, headers, false, true)
+            self.enqueue_as(&mut st, heads, OWNED_HEAD_BYTES, bodies, headers, false, true)
         };
         match rx.await {
             Ok(Ok(())) => Ok(self.log_end_offset()),

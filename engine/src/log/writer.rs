@@ -37,7 +37,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{now_ms, spawn_producer_snapshot, sync_file, sync_sealed, LogState, OWNED_HEAD_BYTES as HEAD};
+use super::{now_ms, spawn_producer_snapshot, sync_file, sync_sealed, LogState};
 use crate::batch::BatchHeader;
 use crate::durable;
 use crate::error::{EngineError, Result};
@@ -55,13 +55,17 @@ const SPLIT_BYTES_MIN: u64 = 16 << 10;
 
 /// One `append` call's batches, offsets already assigned, waiting to be
 /// written. Each batch goes to disk as two iovecs, so the request's bytes are
-/// never copied in user space: its broker-owned first 16 bytes (baseOffset,
-/// batchLength, partitionLeaderEpoch), rewritten into `heads` (one slice of a
-/// buffer shared by many appends), and the rest exactly as the producer sent it.
+/// never copied in user space: its broker-owned first `head_len` bytes
+/// (baseOffset, batchLength, partitionLeaderEpoch: 16; through maxTimestamp,
+/// 43, when the append stamps timestamps), rewritten into `heads` (one slice
+/// of a buffer shared by many appends), and the rest exactly as the producer
+/// sent it.
 /// The writer moves the buffers into its writes instead of cloning them:
 /// nothing reads them afterwards, and a clone of a fresh `Bytes` allocates.
 pub(super) struct QueuedAppend {
     pub heads: Bytes,
+    /// Bytes of `heads` per batch.
+    pub head_len: usize,
     pub bodies: Vec<Bytes>,
     pub headers: Vec<BatchHeader>,
     pub sync: bool,
@@ -251,7 +255,11 @@ impl Writer {
                 let i = p.submitted;
                 // A lone batch (the usual produce request) hands over its head
                 // buffer whole; slicing it would allocate a shared header.
-                bufs.push(if n == 1 { std::mem::take(&mut a.heads) } else { a.heads.slice(i * HEAD..(i + 1) * HEAD) });
+                bufs.push(if n == 1 {
+                    std::mem::take(&mut a.heads)
+                } else {
+                    a.heads.slice(i * a.head_len..(i + 1) * a.head_len)
+                });
                 bufs.push(std::mem::take(&mut a.bodies[i]));
                 total += a.headers[i].total_len() as u64;
                 p.submitted += 1;
