@@ -187,11 +187,16 @@ fn kill_child_midway(dir: &std::path::Path, round: usize, idempotent_from: Optio
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let out = BufReader::new(child.stdout.take().unwrap());
         // Let it run a varying while: kill lands at different points of the write path.
+        // The while counts from its first acknowledgement: a loaded machine
+        // can take longer than that to start the child at all.
         let run_for = Duration::from_millis(30 + (round * 37 % 200) as u64);
-        let started = Instant::now();
+        let mut started: Option<Instant> = None;
         let mut lines = out.lines();
         let mut seen = 0;
-        while started.elapsed() < run_for {
+        while started.is_none_or(|t| t.elapsed() < run_for) {
+            if started.is_none() && seen > 0 {
+                started = Some(Instant::now());
+            }
             match lines.next() {
                 Some(Ok(l)) => {
                     if let Some(rest) = l.strip_prefix("acked ") {

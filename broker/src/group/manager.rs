@@ -180,11 +180,20 @@ impl GroupManager {
             }
         }
         // Forget groups with no members, no pending member ids and no offsets
-        // (Kafka's Dead). A group holding only a pending id is kept: its
-        // client's second JoinGroup is a round trip away, which can be longer
-        // than this tick, and a forgotten id makes that join fail.
+        // (Kafka's Dead) once they have been empty for a retention check's
+        // interval: until then they are listed and described as Empty, as
+        // Kafka's are until its cleanup runs (clients list a group right after
+        // its last member left). A group holding only a pending id is kept:
+        // its client's second JoinGroup is a round trip away, which can be
+        // longer than this tick, and a forgotten id makes that join fail.
         let offsets = &self.offsets;
-        self.groups.retain(|id, g| !g.is_forgettable() || offsets.contains_key(id));
+        let empty_since = &self.empty_since_ms;
+        let keep_ms = OFFSETS_RETENTION_CHECK.as_millis() as u64;
+        self.groups.retain(|id, g| {
+            !g.is_forgettable()
+                || offsets.contains_key(id)
+                || empty_since.get(id).is_none_or(|&t| now_ms.saturating_sub(t) < keep_ms)
+        });
         let groups = &self.groups;
         self.empty_since_ms.retain(|id, _| groups.contains_key(id));
         changed.extend(self.persisted.keys().filter(|id| !self.groups.contains_key(*id)).cloned());
