@@ -20,6 +20,7 @@ mod producer_ids;
 mod replication;
 mod response;
 mod router;
+mod security;
 mod server;
 mod shard;
 mod topic_config;
@@ -147,6 +148,9 @@ struct Args {
     /// Repeated log lines of one cause: at most 10 per window of this length, then a summary.
     #[arg(long, default_value_t = log_limit::INTERVAL_MS_DEFAULT)]
     log_limit_interval_ms: u64,
+    /// Listeners, TLS, SASL, ACLs: `security/args.rs`.
+    #[command(flatten)]
+    security: security::args::SecurityArgs,
 }
 
 fn main() {
@@ -197,13 +201,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.num_partitions >= 1, "--num-partitions must be ≥ 1");
     anyhow::ensure!(args.group_max_size >= 1, "--group-max-size must be ≥ 1");
     anyhow::ensure!(args.offsets_retention_minutes >= 1, "--offsets-retention-minutes must be ≥ 1");
-    let (advertised_host, advertised_port) = match &args.advertised_listener {
-        Some(l) => {
-            let (h, p) = l.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--advertised-listener wants host:port"))?;
-            (h.to_string(), p.parse()?)
-        }
-        None => (args.listen.ip().to_string(), args.listen.port()),
-    };
+    let security = args.security.resolve(args.listen, args.advertised_listener.as_deref())?;
     anyhow::ensure!(args.node_id >= 0, "--node-id must be ≥ 0");
     anyhow::ensure!(args.lease_ttl_ms >= 1000, "--lease-ttl-ms must be ≥ 1000 (etcd's minimum TTL is about a second)");
     anyhow::ensure!(args.default_replication_factor >= 1, "--default-replication-factor must be ≥ 1");
@@ -222,8 +220,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let config = context::BrokerConfig {
         node_id: args.node_id,
-        advertised_host,
-        advertised_port,
+        // The inter-broker listener's, set once it is bound.
+        advertised_host: String::new(),
+        advertised_port: 0,
         cluster_id: String::new(),
         socket_request_max_bytes: args.socket_request_max_bytes,
         auto_create_topics: args.auto_create_topics,
@@ -265,7 +264,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     server::run(server::ServerOptions {
-        listen: args.listen,
+        security,
         data_dir: args.data_dir,
         shards,
         pin: !args.no_pin,

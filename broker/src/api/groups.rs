@@ -20,6 +20,7 @@ use crate::context::Ctx;
 use crate::errors;
 use crate::group::{self, GroupMsg, JoinArgs, SyncArgs};
 use crate::placement;
+use crate::security::Session;
 use crate::shard::ShardMsg;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -52,14 +53,15 @@ type Found = (i16, Option<String>, Option<(i32, String, i32)>);
 /// the group's coordinator slot, from the cluster view. Transactional ids:
 /// this broker, so a transactional producer reaches InitProducerId and fails
 /// fast there (transactions are not supported) instead of retrying lookups.
-fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Found {
+fn locate(ctx: &Ctx, listener: &str, key_type: i8, key: &str) -> Found {
     let view = ctx.view();
     let node = match key_type {
         KEY_TYPE_GROUP => placement::coordinator(&view, key),
         KEY_TYPE_TRANSACTION => Some(ctx.cluster.node_id()),
         other => return (errors::INVALID_REQUEST, Some(format!("unknown coordinator key type {other}")), None),
     };
-    match node.and_then(|n| view.broker(n).map(|b| (n, b.record.host.clone(), b.record.port as i32))) {
+    let at = |n| view.broker(n)?.record.endpoint(listener).map(|(host, port)| (n, host.to_string(), port as i32));
+    match node.and_then(at) {
         Some(at) => (errors::NONE, None, Some(at)),
         // Slots not assigned yet (a starting cluster) or their owner just died:
         // retriable, the client asks again.
@@ -67,14 +69,15 @@ fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Found {
     }
 }
 
-pub fn find_coordinator(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub fn find_coordinator(ctx: &Ctx, session: &Session, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let listener = session.listener.name.as_str();
     let req: FindCoordinatorRequest = decode(header, body)?;
     let resp = if header.request_api_version >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|key| {
-                let (code, msg, at) = locate(ctx, req.key_type, key);
+                let (code, msg, at) = locate(ctx, listener, req.key_type, key);
                 let co =
                     Coordinator::default().with_key(key.clone()).with_error_code(code).with_error_message(msg.map(s));
                 match at {
@@ -85,7 +88,7 @@ pub fn find_coordinator(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> Handl
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        let (code, msg, at) = locate(ctx, req.key_type, &req.key);
+        let (code, msg, at) = locate(ctx, listener, req.key_type, &req.key);
         let r = FindCoordinatorResponse::default().with_error_code(code);
         let r = if header.request_api_version >= 1 { r.with_error_message(msg.map(s)) } else { r };
         match at {

@@ -17,8 +17,9 @@ use super::{decode, respond, s, HandlerResult};
 use crate::cluster::admin::DEFAULT_WAIT;
 use crate::context::Ctx;
 use crate::errors;
+use crate::security::Session;
 
-pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub async fn handle(ctx: &Rc<Ctx>, session: &Session, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: MetadataRequest = decode(header, body)?;
     let version = header.request_api_version;
     // v0: an empty list means all topics; v1+: null means all, empty means none.
@@ -53,15 +54,20 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         }
     }
     let view = ctx.view();
+    // Each broker's address on the listener this client came in on (Kafka
+    // leaves out brokers without it).
     let brokers = view
         .brokers
         .values()
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.record.node_id))
-                .with_host(s(b.record.host.clone()))
-                .with_port(b.record.port as i32)
-                .with_rack(b.record.rack.clone().map(s))
+        .filter_map(|b| {
+            let (host, port) = b.record.endpoint(&session.listener.name)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.record.node_id))
+                    .with_host(s(host))
+                    .with_port(port as i32)
+                    .with_rack(b.record.rack.clone().map(s)),
+            )
         })
         .collect();
     let resp = MetadataResponse::default()

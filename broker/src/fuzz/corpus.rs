@@ -745,6 +745,39 @@ pub fn seeds() -> Vec<Seed> {
                     push(frame(api, version, c, &offset_for_leader_epoch(version, -1)), &[]);
                     push(frame(api, version, c, &offset_for_leader_epoch(version, 2)), &[]);
                 }
+                ApiKey::SaslHandshake => {
+                    for m in ["PLAIN", "SCRAM-SHA-512"] {
+                        push(frame(api, version, c, &SaslHandshakeRequest::default().with_mechanism(s(m))), &[]);
+                    }
+                }
+                ApiKey::SaslAuthenticate => {
+                    for token in [&b"\0alice\0alice-secret"[..], b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL"] {
+                        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
+                        push(frame(api, version, c, &req), &[]);
+                    }
+                }
+                ApiKey::DescribeUserScramCredentials => {
+                    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+                    let all = DescribeUserScramCredentialsRequest::default().with_users(None);
+                    push(frame(api, version, c, &all), &[]);
+                    let named = DescribeUserScramCredentialsRequest::default()
+                        .with_users(Some(vec![UserName::default().with_name(s("alice"))]));
+                    push(frame(api, version, c, &named), &[]);
+                }
+                ApiKey::AlterUserScramCredentials => {
+                    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+                        ScramCredentialDeletion, ScramCredentialUpsertion,
+                    };
+                    let req = AlterUserScramCredentialsRequest::default()
+                        .with_deletions(vec![ScramCredentialDeletion::default().with_name(s("bob")).with_mechanism(1)])
+                        .with_upsertions(vec![ScramCredentialUpsertion::default()
+                            .with_name(s("alice"))
+                            .with_mechanism(2)
+                            .with_iterations(8192)
+                            .with_salt(Bytes::from_static(b"0123456789abcdef"))
+                            .with_salted_password(Bytes::from(vec![7u8; 64]))]);
+                    push(frame(api, version, c, &req), &[]);
+                }
                 other => panic!("the corpus has no frame for served API {other:?}: add one"),
             }
         }
