@@ -529,3 +529,144 @@ def test_the_certificate_is_reloaded_without_restart(secure_factory, pki):
             break
     assert subject == "CN=broker1-renewed"
     assert wait_log(b, "TLS certificate reloaded")
+
+
+# ---------------------------------------------------------------- ACLs
+
+def scram_conf(b, user):
+    return sasl_conf(b.addr("SASL_PLAINTEXT"), "SCRAM-SHA-512", user=user, password=f"{user}-pw")
+
+
+@pytest.fixture
+def acl_broker(secure_factory):
+    """Users are made before the authorizer is on (the first admin has to
+    come from somewhere), then the broker restarts with it."""
+    b = secure_factory(["PLAINTEXT://127.0.0.1:0", "SASL_PLAINTEXT://127.0.0.1:0"])
+    for user in ("admin", "alice"):
+        add_scram_user(b.addr("PLAINTEXT"), user, f"{user}-pw", mechanisms=("SCRAM-SHA-512",))
+    b.stop()
+    b.extra_args += ["--authorizer", "--super-users", "User:admin"]
+    b.port = 0
+    b.start()
+    return b
+
+
+def produce_error(conf, topic):
+    """The delivery error of one record (None: delivered)."""
+    p = Producer({**conf, "message.timeout.ms": 8000})
+    box = []
+    p.produce(topic, b"x", callback=lambda err, msg: box.append(err))
+    p.flush(20)
+    return box[0] if box else "no report"
+
+
+def test_a_principal_without_acls_is_refused_and_acls_grant(acl_broker):
+    from confluent_kafka import KafkaError, TopicPartition
+    from confluent_kafka.admin import AclBinding, AclBindingFilter, AclOperation, AclPermissionType, \
+        ResourcePatternType, ResourceType
+    b = acl_broker
+    admin = AdminClient(scram_conf(b, "admin"))
+    topic, group = f"secret-{uuid.uuid4().hex[:6]}", "g-alice"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(20)
+    assert roundtrip_confluent(scram_conf(b, "admin"), topic, b"admin-wrote") == b"admin-wrote"
+    alice = scram_conf(b, "alice")
+    alice_admin = AdminClient(alice)  # must outlive its futures
+
+    # Without ACLs: not listed, cannot produce, consume, commit or delete.
+    assert topic not in AdminClient(alice).list_topics(timeout=20).topics
+    assert produce_error(alice, topic).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    c = Consumer({**alice, "group.id": group, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    errors = set()
+    for _ in range(20):
+        m = c.poll(0.5)
+        if m is not None and m.error():
+            errors.add(m.error().code())
+            break
+    # Its committed offsets (the group) are asked first, then the topic is read.
+    assert errors & {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}, errors
+    with pytest.raises(ck.KafkaException) as e:
+        c.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+    # FindCoordinator already refuses the group (librdkafka then says it waits for one).
+    assert e.value.args[0].code() in (KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError._WAIT_COORD)
+    c.close()
+    with pytest.raises(ck.KafkaException) as e:
+        alice_admin.delete_topics([topic])[topic].result(20)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Nor grant herself anything.
+    mine = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*",
+                      AclOperation.ALL, AclPermissionType.ALLOW)
+    with pytest.raises(ck.KafkaException) as e:
+        alice_admin.create_acls([mine])[mine].result(20)
+    assert e.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+
+    # The admin (a super user) grants: the topic (literal) and her groups (prefixed).
+    grants = [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:alice", "*", op,
+                         AclPermissionType.ALLOW) for op in (AclOperation.WRITE, AclOperation.READ, AclOperation.DELETE)]
+    grants.append(AclBinding(ResourceType.GROUP, "g-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                             AclOperation.READ, AclPermissionType.ALLOW))
+    for f in admin.create_acls(grants).values():
+        f.result(20)
+    listed = admin.describe_acls(AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                                  AclOperation.ANY, AclPermissionType.ANY)).result(20)
+    assert sorted(map(str, listed)) == sorted(map(str, grants))
+    time.sleep(0.5)  # the ACL watch reaches the shards
+
+    assert topic in AdminClient(alice).list_topics(timeout=20).topics
+    assert produce_error(alice, topic) is None
+    c = Consumer({**alice, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    values = []
+    for _ in range(60):
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            values.append(m.value())
+            if len(values) == 2:
+                break
+    assert values == [b"admin-wrote", b"x"]
+    c.commit(asynchronous=False)
+    committed = c.committed([TopicPartition(topic, 0)], timeout=20)
+    assert committed[0].offset == 2
+    c.close()
+    alice_admin.delete_topics([topic])[topic].result(20)
+
+    # DeleteAcls takes the grants back.
+    topic2 = f"secret-{uuid.uuid4().hex[:6]}"
+    admin.create_topics([NewTopic(topic2, 1, 1)])[topic2].result(20)
+    deleted = admin.delete_acls([AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, "User:alice",
+                                                  None, AclOperation.ANY, AclPermissionType.ANY)])
+    assert len(list(deleted.values())[0].result(20)) == 4
+    time.sleep(0.5)
+    assert produce_error(alice, topic2).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_acl_apis_without_the_authorizer_say_security_disabled(sasl_broker):
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    a = AdminClient({"bootstrap.servers": sasl_broker.addr("PLAINTEXT")})
+    acl = AclBinding(ResourceType.TOPIC, "t", ResourcePatternType.LITERAL, "User:alice", "*",
+                     AclOperation.READ, AclPermissionType.ALLOW)
+    with pytest.raises(ck.KafkaException) as e:
+        a.create_acls([acl])[acl].result(20)
+    assert e.value.args[0].code() == KafkaError.SECURITY_DISABLED
+
+
+def test_a_client_certificate_names_the_principal(secure_factory, pki):
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    d = pki["dir"]
+    cert, key = issue(pki["ca_obj"], [("CN", "admin")], server=False)
+    pki["admin_cert"], pki["admin_key"] = write_pem(d / "admin.pem", cert=cert), write_pem(d / "admin.key", key=key)
+    b = secure_factory(["SSL://127.0.0.1:0"], tls_args(pki, "required") + ["--authorizer", "--super-users",
+                                                                            "User:CN=admin"])
+    admin_conf, client_conf = ssl_conf(b.addr("SSL"), pki, client="admin"), ssl_conf(b.addr("SSL"), pki, client="client")
+    admin = AdminClient(admin_conf)
+    topic = f"cert-{uuid.uuid4().hex[:6]}"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(20)
+    assert produce_error(client_conf, topic).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # The subject as Kafka writes it (RFC 2253: last component first).
+    acl = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:CN=client1,O=Example,C=US", "*",
+                     AclOperation.WRITE, AclPermissionType.ALLOW)
+    admin.create_acls([acl])[acl].result(20)
+    time.sleep(0.5)
+    assert produce_error(client_conf, topic) is None

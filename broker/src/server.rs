@@ -149,6 +149,8 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let security = Arc::new(SecurityState {
         sasl_mechanisms: opts.security.sasl_mechanisms.clone(),
         failures: Default::default(),
+        fake_salts: Default::default(),
+        authorizer: crate::security::authz::Authorizer::new(opts.security.authorizer, opts.security.policy.clone()),
     });
     let conn_caps = Arc::new(ConnectionCaps::new(max_connections, config.limits.max_connections_per_ip));
 
@@ -212,6 +214,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         tokio::spawn(controller::run(cluster.clone(), shutdown_rx.clone()));
         tokio::spawn(reconciler.run(ready_tx, shutdown_rx.clone()));
         tokio::spawn(log_limit::run_summaries());
+        tokio::spawn(crate::security::authz::follow(store.clone(), keys.clone(), security.clone()));
         let signal = wait_for_signal();
         tokio::pin!(signal);
         tokio::select! {

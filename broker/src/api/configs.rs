@@ -18,6 +18,8 @@ use super::create_topics::{effective_configs, SOURCE_STATIC_BROKER};
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::topic_config;
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -55,7 +57,12 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
         let result = DescribeConfigsResult::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        let denied = match r.resource_type {
+            RESOURCE_TOPIC => authz::topic(ctx, Operation::DescribeConfigs, &r.resource_name).err(),
+            _ => authz::cluster(ctx, Operation::DescribeConfigs).err(),
+        };
         let entries: Result<Vec<(String, String, i8, bool)>, KafkaError> = match r.resource_type {
+            _ if denied.is_some() => Err(denied.expect("checked")),
             RESOURCE_TOPIC => match ctx.view().topic(&r.resource_name) {
                 Some(t) => Ok(effective_configs(&t.topic.record.configs, ctx.admin.topic_defaults())
                     .into_iter()
@@ -141,7 +148,9 @@ pub async fn alter(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handle
     let req: AlterConfigsRequest = decode(header, body)?;
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match topic_resource(r.resource_type, &r.resource_name) {
+        let outcome = match topic_resource(r.resource_type, &r.resource_name)
+            .and_then(|n| authz::topic(ctx, Operation::AlterConfigs, &n).map(|()| n))
+        {
             Err(e) => Err(e),
             Ok(topic) => {
                 // AlterConfigs replaces the whole override set.
@@ -188,7 +197,9 @@ pub async fn incremental_alter(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
     let req: IncrementalAlterConfigsRequest = decode(header, body)?;
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match topic_resource(r.resource_type, &r.resource_name) {
+        let outcome = match topic_resource(r.resource_type, &r.resource_name)
+            .and_then(|n| authz::topic(ctx, Operation::AlterConfigs, &n).map(|()| n))
+        {
             Err(e) => Err(e),
             Ok(topic) => {
                 let ops: Vec<(String, i8, Option<String>)> = r

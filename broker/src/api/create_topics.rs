@@ -19,6 +19,8 @@ use kafka_protocol::messages::{
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::topic_config;
 
 /// DescribeConfigs' config_source values (also used in CreateTopics v5+).
@@ -38,6 +40,10 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 result,
                 KafkaError::new(errors::INVALID_REQUEST, "topic named twice in one request"),
             ));
+            continue;
+        }
+        if let Err(e) = authz::create_topic(ctx, &name) {
+            results.push(error_result(result, e));
             continue;
         }
         if !t.assignments.is_empty() {
@@ -153,7 +159,7 @@ pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             (None, true) => Err(KafkaError::new(errors::INVALID_REQUEST, "neither topic name nor id given")),
         };
         let r = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(s(n)))).with_topic_id(id);
-        let outcome = match resolved {
+        let outcome = match resolved.and_then(|n| authz::topic(ctx, Operation::Delete, &n).map(|()| n)) {
             Ok(n) => ctx.admin.delete_topic(&n, wait(req.timeout_ms)).await.map(|id| (n, id)),
             Err(e) => Err(e),
         };
@@ -175,6 +181,8 @@ pub async fn create_partitions(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
                 errors::INVALID_REQUEST,
                 "manual replica assignment is not supported; placement is the controller's",
             ))
+        } else if let Err(e) = authz::topic(ctx, Operation::Alter, &t.name.0) {
+            Err(e)
         } else {
             ctx.admin.create_partitions(&t.name.0, t.count, req.validate_only, wait(req.timeout_ms)).await
         };

@@ -21,6 +21,10 @@ pub fn handle(ctx: &Ctx, session: &Session, header: &RequestHeader, body: Bytes)
             .with_error_message(Some(s(msg)));
         return respond(header, &resp);
     }
+    if let Err(e) = crate::security::authz::cluster(ctx, crate::security::acl::Operation::Describe) {
+        let resp = DescribeClusterResponse::default().with_error_code(e.code).with_error_message(Some(s(e.message)));
+        return respond(header, &resp);
+    }
     let view = ctx.view();
     let brokers = view
         .brokers

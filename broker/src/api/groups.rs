@@ -20,7 +20,8 @@ use crate::context::Ctx;
 use crate::errors;
 use crate::group::{self, GroupMsg, JoinArgs, SyncArgs};
 use crate::placement;
-use crate::security::Session;
+use crate::security::acl::Operation;
+use crate::security::{authz, Session};
 use crate::shard::ShardMsg;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -42,6 +43,17 @@ pub(crate) async fn ask<T>(ctx: &Ctx, group: &str, msg: impl FnOnce(oneshot::Sen
     rx.await.map_err(|_| errors::COORDINATOR_NOT_AVAILABLE)
 }
 
+/// `ask`, once the principal may do `op` on the group (else GROUP_AUTHORIZATION_FAILED).
+async fn ask_as<T>(
+    ctx: &Ctx,
+    op: Operation,
+    group: &str,
+    msg: impl FnOnce(oneshot::Sender<T>) -> GroupMsg,
+) -> Result<T, i16> {
+    authz::group(ctx, op, group).map_err(|e| e.code)?;
+    ask(ctx, group, msg).await
+}
+
 fn opt(s_: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     s_.as_ref().map(|v| v.to_string())
 }
@@ -54,6 +66,13 @@ type Found = (i16, Option<String>, Option<(i32, String, i32)>);
 /// this broker, so a transactional producer reaches InitProducerId and fails
 /// fast there (transactions are not supported) instead of retrying lookups.
 fn locate(ctx: &Ctx, listener: &str, key_type: i8, key: &str) -> Found {
+    let denied = match key_type {
+        KEY_TYPE_GROUP => authz::group(ctx, Operation::Describe, key).err(),
+        _ => None,
+    };
+    if let Some(e) = denied {
+        return (e.code, Some(e.message), None);
+    }
     let view = ctx.view();
     let node = match key_type {
         KEY_TYPE_GROUP => placement::coordinator(&view, key),
@@ -122,7 +141,7 @@ pub async fn join(ctx: &Rc<Ctx>, peer: &str, header: &RequestHeader, body: Bytes
         protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: version >= 4,
     };
-    let result = ask(ctx, &group_id, |reply| GroupMsg::Join { args, reply })
+    let result = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Join { args, reply })
         .await
         .unwrap_or_else(|code| group::JoinResult { error: code, generation: -1, ..Default::default() });
     let members = result
@@ -158,7 +177,7 @@ pub async fn sync(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handler
         protocol_name: opt(&req.protocol_name),
         assignments: req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect(),
     };
-    let result = ask(ctx, &group_id, |reply| GroupMsg::Sync { args, reply })
+    let result = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Sync { args, reply })
         .await
         .unwrap_or_else(|code| group::SyncResult { error: code, ..Default::default() });
     let resp = SyncGroupResponse::default()
@@ -172,7 +191,7 @@ pub async fn sync(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handler
 pub async fn heartbeat(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: HeartbeatRequest = decode(header, body)?;
     let group_id = req.group_id.0.to_string();
-    let code = ask(ctx, &group_id, |reply| GroupMsg::Heartbeat {
+    let code = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Heartbeat {
         group: group_id.clone(),
         generation: req.generation_id,
         member_id: req.member_id.to_string(),
@@ -193,10 +212,13 @@ pub async fn leave(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handle
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let result =
-        ask(ctx, &group_id, |reply| GroupMsg::Leave { group: group_id.clone(), members: members.clone(), reply })
-            .await
-            .and_then(|r| r);
+    let result = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Leave {
+        group: group_id.clone(),
+        members: members.clone(),
+        reply,
+    })
+    .await
+    .and_then(|r| r);
     let resp = match (result, version >= 3) {
         (Err(code), _) => LeaveGroupResponse::default().with_error_code(code),
         (Ok(codes), false) => LeaveGroupResponse::default().with_error_code(codes[0]),
@@ -221,7 +243,9 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
         let id = g.0.to_string();
-        let d = ask(ctx, &id, |reply| GroupMsg::Describe { group: id.clone(), reply }).await.and_then(|r| r);
+        let d = ask_as(ctx, Operation::Describe, &id, |reply| GroupMsg::Describe { group: id.clone(), reply })
+            .await
+            .and_then(|r| r);
         let entry = DescribedGroup::default().with_group_id(g);
         groups.push(match d {
             Err(code) => entry.with_error_code(code),
@@ -268,6 +292,10 @@ pub async fn list(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handler
         .into_iter()
         .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        // DESCRIBE on the cluster lists every group; else those the principal may describe.
+        .filter(|(id, _, _)| {
+            authz::cluster(ctx, Operation::Describe).is_ok() || authz::group(ctx, Operation::Describe, id).is_ok()
+        })
         .map(|(id, protocol_type, state)| {
             ListedGroup::default()
                 .with_group_id(GroupId(s(id)))
@@ -284,7 +312,9 @@ pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
         let id = g.0.to_string();
-        let code = ask(ctx, &id, |reply| GroupMsg::Delete { group: id.clone(), reply }).await.unwrap_or_else(|c| c);
+        let code = ask_as(ctx, Operation::Delete, &id, |reply| GroupMsg::Delete { group: id.clone(), reply })
+            .await
+            .unwrap_or_else(|c| c);
         results.push(DeletableGroupResult::default().with_group_id(g).with_error_code(code));
     }
     respond(header, &DeleteGroupsResponse::default().with_results(results))

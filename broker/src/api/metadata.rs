@@ -17,7 +17,8 @@ use super::{decode, respond, s, HandlerResult};
 use crate::cluster::admin::DEFAULT_WAIT;
 use crate::context::Ctx;
 use crate::errors;
-use crate::security::Session;
+use crate::security::acl::Operation;
+use crate::security::{authz, Session};
 
 pub async fn handle(ctx: &Rc<Ctx>, session: &Session, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: MetadataRequest = decode(header, body)?;
@@ -34,16 +35,19 @@ pub async fn handle(ctx: &Rc<Ctx>, session: &Session, header: &RequestHeader, bo
     match wanted {
         None => {
             let view = ctx.view();
-            for name in view.topic_names() {
+            // Topics the principal may not describe are left out.
+            for name in view.topic_names().into_iter().filter(|n| authz::topic(ctx, Operation::Describe, n).is_ok()) {
                 topics.push(topic_entry(&view, &name, Ok(view.topic(&name).expect("listed"))));
             }
         }
         Some(names) => {
             for name in names {
                 let existing = ctx.view().topic(&name).cloned();
+                let describable = authz::topic(ctx, Operation::Describe, &name).is_ok();
                 let entry = match existing {
+                    _ if !describable => topic_entry(&ctx.view(), &name, Err(authz::TOPIC_AUTHORIZATION_FAILED)),
                     Some(t) => topic_entry(&ctx.view(), &name, Ok(&t)),
-                    None if allow_create => auto_create(ctx, &name).await,
+                    None if allow_create && authz::create_topic(ctx, &name).is_ok() => auto_create(ctx, &name).await,
                     None if crate::topic_name::validate(&name).is_err() => {
                         topic_entry(&ctx.view(), &name, Err(errors::INVALID_TOPIC_EXCEPTION))
                     }

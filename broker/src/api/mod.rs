@@ -10,7 +10,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::context::Ctx;
 use crate::response::Response;
-use crate::security::{sasl, users, Session};
+use crate::security::{authz, sasl, users, Session};
 
 pub(crate) mod api_versions;
 mod configs;
@@ -83,6 +83,11 @@ pub(crate) fn parse_header(mut frame: Bytes) -> Result<Parsed, ConnError> {
 
 /// Parses a frame's header and runs the API's handler.
 pub async fn handle(ctx: Rc<Ctx>, session: Rc<Session>, frame: Bytes) -> HandlerResult {
+    // ACL checks in the handlers read the request's session from here.
+    authz::with_session(session.clone(), dispatch(ctx, session, frame)).await
+}
+
+async fn dispatch(ctx: Rc<Ctx>, session: Rc<Session>, frame: Bytes) -> HandlerResult {
     let (api, header, body) = match parse_header(frame)? {
         Parsed::Request(api, header, body) => (api, header, body),
         Parsed::NewerApiVersions { correlation_id } => return api_versions::unsupported_version(correlation_id),
@@ -101,6 +106,9 @@ pub async fn handle(ctx: Rc<Ctx>, session: Rc<Session>, frame: Bytes) -> Handler
         ApiKey::SaslAuthenticate => sasl::authenticate(ctx, &session, &header, body).await,
         ApiKey::DescribeUserScramCredentials => users::describe(ctx, &session, &header, body).await,
         ApiKey::AlterUserScramCredentials => users::alter(ctx, &session, &header, body).await,
+        ApiKey::CreateAcls => authz::create(ctx, &header, body).await,
+        ApiKey::DescribeAcls => authz::describe(ctx, &header, body).await,
+        ApiKey::DeleteAcls => authz::delete(ctx, &header, body).await,
         ApiKey::ApiVersions => api_versions::handle(&header, body),
         ApiKey::Metadata => metadata::handle(ctx, &session, &header, body).await,
         ApiKey::Produce => produce::handle(ctx, &header, body).await,

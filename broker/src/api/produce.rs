@@ -17,6 +17,8 @@ use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::response::{Chunk, Response};
 use crate::router::{answer, Pending};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -39,19 +41,21 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             } else {
                 // Where it goes first: a partition that is not here says so
                 // whatever its records look like.
-                ctx.route(&view, &name, p.index).map_err(|e| invalid_name(&name, e)).and_then(|shard| {
-                    let batches = split(p.records.unwrap_or_default())?;
-                    let topic = name.clone();
-                    ctx.router.ask(shard, |reply| ShardMsg::Produce {
-                        topic,
-                        partition: p.index,
-                        batches,
-                        acks,
-                        sync,
-                        timeout,
-                        reply,
+                authz::topic(ctx, Operation::Write, &name)
+                    .and_then(|()| ctx.route(&view, &name, p.index).map_err(|e| invalid_name(&name, e)))
+                    .and_then(|shard| {
+                        let batches = split(p.records.unwrap_or_default())?;
+                        let topic = name.clone();
+                        ctx.router.ask(shard, |reply| ShardMsg::Produce {
+                            topic,
+                            partition: p.index,
+                            batches,
+                            acks,
+                            sync,
+                            timeout,
+                            reply,
+                        })
                     })
-                })
             };
             parts.push((p.index, pending));
         }

@@ -113,6 +113,9 @@ fn decode_body(api: ApiKey, header: &RequestHeader, body: Bytes) -> Result<Optio
         }
         ApiKey::DescribeUserScramCredentials => d::<DescribeUserScramCredentialsRequest>(header, body),
         ApiKey::AlterUserScramCredentials => d::<AlterUserScramCredentialsRequest>(header, body),
+        ApiKey::CreateAcls => d::<CreateAclsRequest>(header, body),
+        ApiKey::DescribeAcls => d::<DescribeAclsRequest>(header, body),
+        ApiKey::DeleteAcls => d::<DeleteAclsRequest>(header, body),
         other => panic!("parse_header accepted {other:?}, which the fuzzer does not decode: add it"),
     }
 }

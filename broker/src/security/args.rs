@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::acl::Policy;
 use super::listeners::{self, ListenerSpec};
 use super::sasl::SaslMechanism;
 use super::tls::{ClientAuth, TlsFiles};
@@ -42,6 +43,16 @@ pub struct SecurityArgs {
     /// `ssl.client.auth`: none, requested or required (needs --ssl-cafile).
     #[arg(long, default_value = "none")]
     pub ssl_client_auth: String,
+    /// Check ACLs on every request (Kafka's `authorizer.class.name`); off:
+    /// every client may do everything.
+    #[arg(long)]
+    pub authorizer: bool,
+    /// `super.users`: principals allowed everything, `;`-separated (`User:admin;User:broker`).
+    #[arg(long, default_value = "")]
+    pub super_users: String,
+    /// `allow.everyone.if.no.acl.found`: a resource no ACL names is open to all.
+    #[arg(long)]
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 /// The security settings, checked.
@@ -53,6 +64,8 @@ pub struct SecurityOptions {
     pub sasl_mechanisms: Vec<SaslMechanism>,
     /// Certificate files, when a listener speaks TLS.
     pub tls: Option<TlsFiles>,
+    pub authorizer: bool,
+    pub policy: Policy,
 }
 
 impl SecurityArgs {
@@ -105,6 +118,15 @@ impl SecurityArgs {
             tls.is_some() || listeners.iter().all(|l| !l.protocol.tls()),
             "SSL and SASL_SSL listeners need --ssl-certfile and --ssl-keyfile"
         );
-        Ok(SecurityOptions { listeners, inter_broker, sasl_mechanisms, tls })
+        let mut super_users = Vec::new();
+        for p in self.super_users.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            anyhow::ensure!(
+                p.strip_prefix("User:").is_some_and(|n| !n.is_empty()),
+                "--super-users: '{p}' is not User:<name>"
+            );
+            super_users.push(p.to_string());
+        }
+        let policy = Policy { super_users, allow_if_no_acl: self.allow_everyone_if_no_acl_found };
+        Ok(SecurityOptions { listeners, inter_broker, sasl_mechanisms, tls, authorizer: self.authorizer, policy })
     }
 }

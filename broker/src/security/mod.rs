@@ -3,7 +3,9 @@
 //! them (`args.rs`). docs/operations.md "Security" is the user's view,
 //! docs/architecture.md "Security" where each piece sits.
 
+pub mod acl;
 pub mod args;
+pub mod authz;
 pub mod listeners;
 pub mod sasl;
 pub mod scram;
@@ -34,4 +36,8 @@ pub struct SecurityState {
     /// `sasl.enabled.mechanisms`
     pub sasl_mechanisms: Vec<sasl::SaslMechanism>,
     pub failures: sasl::FailureDelays,
+    /// Salts shown for unknown SCRAM users (`scram.rs`).
+    pub fake_salts: scram::FakeSalts,
+    /// ACL checks (`--authorizer`).
+    pub authorizer: authz::Authorizer,
 }

@@ -240,7 +240,8 @@ async fn step(ctx: &Ctx, session: &Session, token: &[u8]) -> Result<Vec<u8>, Fai
         Auth::Token { mechanism: SaslMechanism::Scram(mech), raw } => {
             let first = ClientFirst::parse(token).map_err(|e| Failure::auth(e.to_string(), None))?;
             let credential = credential(ctx, &first.user, mech).await?;
-            let (exchange, server_first) = Exchange::start(mech, first, credential, &scram::server_nonce());
+            let fake_salt = ctx.security.fake_salts.salt(mech, &first.user);
+            let (exchange, server_first) = Exchange::start(mech, first, credential, &scram::server_nonce(), &fake_salt);
             *session.auth.borrow_mut() = Auth::ScramFinal { exchange: Box::new(exchange), raw };
             Ok(server_first)
         }

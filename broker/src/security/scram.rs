@@ -13,7 +13,10 @@
 //! `ServerKey = HMAC(SaltedPassword, "Server Key")`: enough to check a proof
 //! and to prove itself, not enough to log in. An unknown user gets a made-up
 //! salt and fails at the proof, as a wrong password does, so the exchange
-//! does not tell which users exist.
+//! does not tell which users exist. The made-up salt is an HMAC of the user
+//! name under a key drawn at start (`FakeSalts`), so asking twice for the
+//! same unknown user gives the same salt, as for a real one (it differs
+//! between brokers and restarts, which a patient prober could notice).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -248,11 +251,12 @@ impl Exchange {
         first: ClientFirst,
         credential: Option<Credential>,
         server_nonce: &str,
+        fake_salt: &[u8],
     ) -> (Exchange, Vec<u8>) {
         let nonce = format!("{}{server_nonce}", first.client_nonce);
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            None => (random_bytes(SALT_BYTES), ITERATIONS_MIN),
+            None => (fake_salt.to_vec(), ITERATIONS_MIN),
         };
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(salt));
         let out = server_first.clone().into_bytes();
@@ -304,6 +308,25 @@ impl Exchange {
     }
 }
 
+/// Salts for users without a credential: stable per name, unrelated across names.
+pub struct FakeSalts {
+    key: Vec<u8>,
+}
+
+impl Default for FakeSalts {
+    fn default() -> FakeSalts {
+        FakeSalts { key: random_bytes(SALT_BYTES) }
+    }
+}
+
+impl FakeSalts {
+    pub fn salt(&self, mech: Mechanism, user: &str) -> Vec<u8> {
+        let mut salt = Mechanism::Sha256.hmac(&self.key, format!("{}/{user}", mech.name()).as_bytes());
+        salt.truncate(SALT_BYTES);
+        salt
+    }
+}
+
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     rand::thread_rng().fill_bytes(&mut b);
@@ -327,7 +350,7 @@ mod tests {
         let first = ClientFirst::parse(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").unwrap();
         assert_eq!(first.user, "user");
         let (ex, server_first) =
-            Exchange::start(Mechanism::Sha256, first, Some(cred), "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
+            Exchange::start(Mechanism::Sha256, first, Some(cred), "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", b"");
         assert_eq!(
             String::from_utf8(server_first).unwrap(),
             "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
@@ -364,7 +387,7 @@ mod tests {
         assert_eq!(Credential::from_record(&record), Some(cred.clone()));
         for (password, ok) in [("s3cret", true), ("wrong", false)] {
             let first = ClientFirst::parse(b"n,,n=alice,r=abc").unwrap();
-            let (ex, sf) = Exchange::start(mech, first, Some(cred.clone()), &server_nonce());
+            let (ex, sf) = Exchange::start(mech, first, Some(cred.clone()), &server_nonce(), b"");
             let cf = client_final(mech, password, "n=alice,r=abc", std::str::from_utf8(&sf).unwrap());
             assert_eq!(ex.finish(cf.as_bytes()).is_ok(), ok, "{password}");
             if !ok {
@@ -377,8 +400,13 @@ mod tests {
     fn an_unknown_user_fails_like_a_wrong_password() {
         let mech = Mechanism::Sha256;
         let first = ClientFirst::parse(b"n,,n=nobody,r=xyz").unwrap();
-        let (ex, sf) = Exchange::start(mech, first, None, "srv");
+        let fakes = FakeSalts::default();
+        let salt = fakes.salt(mech, "nobody");
+        assert_eq!(salt, fakes.salt(mech, "nobody"), "stable per user");
+        assert_ne!(salt, fakes.salt(mech, "nobody2"));
+        let (ex, sf) = Exchange::start(mech, first, None, "srv", &salt);
         let sf = String::from_utf8(sf).unwrap();
+        assert!(sf.contains(&format!(",s={},", B64.encode(&salt))), "{sf}");
         assert!(sf.starts_with("r=xyzsrv,s=") && sf.ends_with(",i=4096"), "{sf}");
         let cf = client_final(mech, "any", "n=nobody,r=xyz", &sf);
         assert_eq!(ex.finish(cf.as_bytes()), Err(ScramError::InvalidProof));
@@ -402,7 +430,7 @@ mod tests {
         let first = ClientFirst::parse(b"n,,n=a=2Cb=3Dc,r=abc").unwrap();
         assert_eq!(first.user, "a,b=c");
         let cred = Credential::from_password(Mechanism::Sha256, "p", b"s", 4096);
-        let (ex, _) = Exchange::start(Mechanism::Sha256, first, Some(cred), "srv");
+        let (ex, _) = Exchange::start(Mechanism::Sha256, first, Some(cred), "srv", b"");
         // Another nonce, another binding, no proof.
         assert!(matches!(ex.finish(b"c=biws,r=abcother,p=AAAA"), Err(ScramError::Malformed(_))));
         assert!(matches!(ex.finish(b"c=eSws,r=abcsrv,p=AAAA"), Err(ScramError::Malformed(_))));

@@ -50,6 +50,9 @@ async fn all_users(ctx: &Ctx) -> Result<BTreeMap<String, Vec<(Mechanism, u32)>>,
 pub async fn describe(ctx: &Ctx, _session: &Session, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: DescribeUserScramCredentialsRequest = decode(header, body)?;
     let mut resp = DescribeUserScramCredentialsResponse::default();
+    if let Err(e) = super::authz::cluster(ctx, super::acl::Operation::Describe) {
+        return respond(header, &resp.with_error_code(e.code).with_error_message(Some(s(e.message))));
+    }
     let users = match all_users(ctx).await {
         Ok(u) => u,
         Err(e) => {
@@ -169,8 +172,12 @@ pub async fn alter(ctx: &Ctx, _session: &Session, header: &RequestHeader, body: 
             }
         }
     }
+    let denied = super::authz::cluster(ctx, super::acl::Operation::Alter).err();
     let mut resp = AlterUserScramCredentialsResponse::default();
     for (name, mut c) in users {
+        if let Some(e) = &denied {
+            c.refuse(e.code, e.message.clone());
+        }
         if name.is_empty() || name.len() > USER_BYTES_MAX {
             c.refuse(UNACCEPTABLE_CREDENTIAL, format!("Username must be 1 to {USER_BYTES_MAX} bytes"));
         }

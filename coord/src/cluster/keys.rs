@@ -16,6 +16,7 @@
 //! <P>/groups/<group %-escaped>             group membership at its last rebalance
 //! <P>/producer-ids/next-block              decimal
 //! <P>/scram/<user %-escaped>/<mechanism>   ScramCredentialRecord (SCRAM-SHA-256 / SCRAM-SHA-512)
+//! <P>/acls/<binding>                       one ACL binding (JSON; the key is all its fields, escaped)
 //! ```
 //!
 //! Everything a broker must follow lives under `meta/`, watched as one
@@ -109,6 +110,10 @@ impl Keys {
         format!("{}/producer-ids/next-block", self.prefix)
     }
 
+    /// Every ACL binding (the broker names the keys under it).
+    pub fn acls(&self) -> String {
+        format!("{}/acls/", self.prefix)
+    }
     /// Every SASL/SCRAM credential (salted: no password is ever stored).
     pub fn scram_users(&self) -> String {
         format!("{}/scram/", self.prefix)
