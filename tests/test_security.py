@@ -670,3 +670,69 @@ def test_a_client_certificate_names_the_principal(secure_factory, pki):
     admin.create_acls([acl])[acl].result(20)
     time.sleep(0.5)
     assert produce_error(client_conf, topic) is None
+
+
+# ---------------------------------------------------------------- inter-broker
+
+def test_followers_authenticate_to_a_sasl_inter_broker_listener(tmp_path):
+    """Two brokers whose inter-broker listener is SASL_PLAINTEXT: acks=all
+    with min.insync.replicas=2 is answered only once the follower has
+    fetched, which it can only do after authenticating (a SASL listener
+    closes a connection whose first request is a Fetch)."""
+    import cluster as cl
+    pw = tmp_path / "broker.pw"
+    pw.write_text("broker-pw\n")
+    c = cl.Cluster(2, extra_args=[
+        "--listeners", "PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "--listener-security-protocol-map", "INTERNAL:SASL_PLAINTEXT", "--inter-broker-listener-name", "INTERNAL",
+        "--inter-broker-sasl-username", "broker", "--inter-broker-sasl-password-file", str(pw)])
+    try:
+        c.start()
+        c.wait_all_registered()
+        b1 = c.brokers[1]
+        add_scram_user(b1.bootstrap, "broker", "broker-pw", mechanisms=("SCRAM-SHA-512",))
+        a = AdminClient({"bootstrap.servers": c.bootstrap})
+        topic = f"ib-{uuid.uuid4().hex[:6]}"
+        a.create_topics([NewTopic(topic, 1, 2, config={"min.insync.replicas": "2"})])[topic].result(30)
+        # Clients on PLAINTEXT are told the PLAINTEXT addresses of both brokers.
+        brokers = metadata_brokers(c.bootstrap)
+        assert sorted(brokers.values()) == sorted(b.bootstrap for b in c.brokers.values())
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "message.timeout.ms": 60000})
+        box = []
+        for i in range(5):
+            p.produce(topic, f"r{i}".encode(), callback=lambda err, msg: box.append(err))
+        p.flush(70)
+        assert box == [None] * 5
+        # The followers' connections were authenticated, never refused.
+        logs = "".join(b.log_text() for b in c.brokers.values())
+        assert "SASL authentication failed" not in logs and "before SASL authentication" not in logs
+    finally:
+        c.stop()
+
+
+# ---------------------------------------------------------------- kafkajs
+
+def test_kafkajs_over_sasl_and_tls(secure_factory, pki):
+    import json
+    import pathlib
+    import shutil
+    import subprocess
+    js = pathlib.Path(__file__).parent / "js"
+    if shutil.which("node") is None or not (js / "node_modules" / "kafkajs").exists():
+        pytest.skip("node or kafkajs not installed (scripts/install-test-deps.sh installs them)")
+    b = secure_factory(["PLAINTEXT://127.0.0.1:0", "SASL_PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0",
+                        "SASL_SSL://127.0.0.1:0"], tls_args(pki) + ["--group-initial-rebalance-delay-ms", "0"])
+    add_scram_user(b.addr("PLAINTEXT"), "alice", PASSWORD)
+    cases = [
+        ("SASL_PLAINTEXT", {"sasl": {"mechanism": "scram-sha-512", "username": "alice", "password": PASSWORD}}),
+        ("SSL", {"ssl": {"ca": pki["ca"]}}),
+        ("SASL_SSL", {"ssl": {"ca": pki["ca"]},
+                      "sasl": {"mechanism": "plain", "username": "alice", "password": PASSWORD}}),
+    ]
+    for listener, opts in cases:
+        topic = f"js-{listener.lower()}-{uuid.uuid4().hex[:6]}"
+        r = subprocess.run(["node", str(js / "secure_roundtrip.js"), b.addr(listener), topic, json.dumps(opts)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (listener, r.stderr)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert sorted(out["values"]) == sorted(f"s{i}" for i in range(10)), listener

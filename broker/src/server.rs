@@ -33,7 +33,7 @@ use crate::group::state::GroupTiming;
 use crate::group::{GroupManager, OffsetWriter};
 use crate::log_limit;
 use crate::router::Router;
-use crate::security::{Listener, ListenerSpec, SecurityProtocol, SecurityState};
+use crate::security::{Listener, ListenerSpec, SecurityState};
 use crate::shard::{self, Shard, ShardMsg};
 
 /// Which metadata store backs the broker.
@@ -101,13 +101,17 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     };
     let prepared = control.block_on(format::prepare(&*store, &keys, &opts.data_dir, opts.config.node_id))?;
 
-    // Followers fetch over the inter-broker listener speaking plain Kafka
-    // (replication/wire.rs has no TLS or SASL client).
+    // Followers fetch over the inter-broker listener, with TLS and SASL as it needs.
     let inter_broker_protocol = opts.security.listeners[opts.security.inter_broker].protocol;
-    anyhow::ensure!(
-        matches!(opts.store, StoreChoice::Embedded) || inter_broker_protocol == SecurityProtocol::Plaintext,
-        "the inter-broker listener must be PLAINTEXT in a cluster (--inter-broker-listener-name)"
+    let configured = crate::security::inter_broker::configure(
+        inter_broker_protocol,
+        opts.security.tls.as_ref(),
+        opts.security.inter_broker_sasl.clone(),
     );
+    // A single node has no followers: only a cluster needs the client side.
+    if matches!(opts.store, StoreChoice::Etcd { .. }) {
+        configured?;
+    }
     let tls = match &opts.security.tls {
         Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::security::tls::server_config(files)?)),
         None => None,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::acl::Policy;
+use super::inter_broker::SaslCredentials;
 use super::listeners::{self, ListenerSpec};
 use super::sasl::SaslMechanism;
 use super::tls::{ClientAuth, TlsFiles};
@@ -53,6 +54,16 @@ pub struct SecurityArgs {
     /// `allow.everyone.if.no.acl.found`: a resource no ACL names is open to all.
     #[arg(long)]
     pub allow_everyone_if_no_acl_found: bool,
+    /// `sasl.mechanism.inter.broker.protocol`: how followers authenticate
+    /// to a SASL inter-broker listener.
+    #[arg(long, default_value = "SCRAM-SHA-512")]
+    pub inter_broker_sasl_mechanism: String,
+    /// The user followers authenticate as (a SCRAM user of the cluster).
+    #[arg(long)]
+    pub inter_broker_sasl_username: Option<String>,
+    /// A file holding that user's password (first line), not the command line.
+    #[arg(long)]
+    pub inter_broker_sasl_password_file: Option<PathBuf>,
 }
 
 /// The security settings, checked.
@@ -66,6 +77,8 @@ pub struct SecurityOptions {
     pub tls: Option<TlsFiles>,
     pub authorizer: bool,
     pub policy: Policy,
+    /// Followers' credentials for a SASL inter-broker listener.
+    pub inter_broker_sasl: Option<SaslCredentials>,
 }
 
 impl SecurityArgs {
@@ -127,6 +140,32 @@ impl SecurityArgs {
             super_users.push(p.to_string());
         }
         let policy = Policy { super_users, allow_if_no_acl: self.allow_everyone_if_no_acl_found };
-        Ok(SecurityOptions { listeners, inter_broker, sasl_mechanisms, tls, authorizer: self.authorizer, policy })
+        let inter_broker_sasl = match (&self.inter_broker_sasl_username, &self.inter_broker_sasl_password_file) {
+            (Some(user), Some(file)) => {
+                let mechanism = SaslMechanism::parse(&self.inter_broker_sasl_mechanism).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--inter-broker-sasl-mechanism {} is not supported",
+                        self.inter_broker_sasl_mechanism
+                    )
+                })?;
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    anyhow::anyhow!("reading --inter-broker-sasl-password-file {}: {e}", file.display())
+                })?;
+                let password = text.lines().next().unwrap_or_default().to_string();
+                anyhow::ensure!(!password.is_empty(), "{} holds no password", file.display());
+                Some(SaslCredentials { mechanism, user: user.clone(), password })
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("--inter-broker-sasl-username and --inter-broker-sasl-password-file go together"),
+        };
+        Ok(SecurityOptions {
+            listeners,
+            inter_broker,
+            sasl_mechanisms,
+            tls,
+            authorizer: self.authorizer,
+            policy,
+            inter_broker_sasl,
+        })
     }
 }

@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod args;
 pub mod authz;
+pub mod inter_broker;
 pub mod listeners;
 pub mod sasl;
 pub mod scram;

@@ -308,6 +308,59 @@ impl Exchange {
     }
 }
 
+/// The client side of an exchange: a follower authenticating to its leader.
+pub struct ClientExchange {
+    mech: Mechanism,
+    bare: String,
+    nonce: String,
+}
+
+impl ClientExchange {
+    pub fn new(mech: Mechanism, user: &str) -> ClientExchange {
+        let nonce = server_nonce();
+        let user = user.replace('=', "=3D").replace(',', "=2C");
+        ClientExchange { mech, bare: format!("n={user},r={nonce}"), nonce }
+    }
+
+    pub fn first_message(&self) -> Vec<u8> {
+        format!("n,,{}", self.bare).into_bytes()
+    }
+
+    /// The client's final message, and the server's final message to expect.
+    pub fn final_message(&self, password: &str, server_first: &[u8]) -> Result<(Vec<u8>, Vec<u8>), ScramError> {
+        let sf = std::str::from_utf8(server_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let mut attrs = sf.split(',');
+        let nonce = attrs.next().and_then(|a| a.strip_prefix("r=")).ok_or(ScramError::Malformed("no nonce"))?;
+        let salt = attrs.next().and_then(|a| a.strip_prefix("s=")).ok_or(ScramError::Malformed("no salt"))?;
+        let iterations: u32 = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("i="))
+            .and_then(|i| i.parse().ok())
+            .ok_or(ScramError::Malformed("no iteration count"))?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::Malformed("the server's nonce does not extend ours"));
+        }
+        // A server asking for more work than any credential may hold is refused.
+        if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&iterations) {
+            return Err(ScramError::Malformed("iteration count out of bounds"));
+        }
+        let salt = B64.decode(salt).map_err(|_| ScramError::Malformed("salt is not base64"))?;
+        let salted = self.mech.salted_password(password.as_bytes(), &salt, iterations);
+        let client_key = self.mech.hmac(&salted, b"Client Key");
+        let stored_key = self.mech.hash(&client_key);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth = format!("{},{sf},{without_proof}", self.bare);
+        let signature = self.mech.hmac(&stored_key, auth.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let server_key = self.mech.hmac(&salted, b"Server Key");
+        let server_signature = self.mech.hmac(&server_key, auth.as_bytes());
+        Ok((
+            format!("{without_proof},p={}", B64.encode(proof)).into_bytes(),
+            format!("v={}", B64.encode(server_signature)).into_bytes(),
+        ))
+    }
+}
+
 /// Salts for users without a credential: stable per name, unrelated across names.
 pub struct FakeSalts {
     key: Vec<u8>,
@@ -394,6 +447,28 @@ mod tests {
                 assert_eq!(ex.finish(cf.as_bytes()), Err(ScramError::InvalidProof));
             }
         }
+    }
+
+    #[test]
+    fn the_client_side_talks_to_the_server_side() {
+        let mech = Mechanism::Sha512;
+        let cred = Credential::from_password(mech, "pw", b"salt", 4096);
+        for (password, ok) in [("pw", true), ("nope", false)] {
+            let client = ClientExchange::new(mech, "broker,1");
+            let first = ClientFirst::parse(&client.first_message()).unwrap();
+            assert_eq!(first.user, "broker,1");
+            let (server, server_first) = Exchange::start(mech, first, Some(cred.clone()), &server_nonce(), b"");
+            let (client_final, expected) = client.final_message(password, &server_first).unwrap();
+            match server.finish(&client_final) {
+                Ok(server_final) => assert!(ok && server_final == expected),
+                Err(e) => assert!(!ok && e == ScramError::InvalidProof),
+            }
+        }
+        // A server that does not extend the client's nonce, or asks for absurd work, is refused.
+        let client = ClientExchange::new(mech, "b");
+        assert!(client.final_message("pw", b"r=other,s=c2FsdA==,i=4096").is_err());
+        let r = format!("r={}x,s=c2FsdA==,i=100000000", client.nonce);
+        assert!(client.final_message("pw", r.as_bytes()).is_err());
     }
 
     #[test]
