@@ -372,7 +372,7 @@ def make_ca(name):
     return cert, key
 
 
-def issue(ca, subject_attrs, server):
+def issue(ca, subject_attrs, server, expired=False):
     import datetime
     import ipaddress
     from cryptography import x509
@@ -384,9 +384,11 @@ def issue(ca, subject_attrs, server):
     oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "C": NameOID.COUNTRY_NAME}
     subject = x509.Name([x509.NameAttribute(oids[k], v) for k, v in subject_attrs])
     now = datetime.datetime.now(datetime.timezone.utc)
+    # An expired one ended an hour ago.
+    start, end = ((now - datetime.timedelta(days=2), now - datetime.timedelta(hours=1)) if expired
+                  else (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)))
     b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject).public_key(key.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-         .not_valid_after(now + datetime.timedelta(days=1)))
+         .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end))
     if server:
         b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
                                                          x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
@@ -417,6 +419,7 @@ def pki(tmp_path):
     server = issue(ca, [("CN", "broker1")], server=True)
     client = issue(ca, [("C", "US"), ("O", "Example"), ("CN", "client1")], server=False)
     stranger = issue(other_ca, [("CN", "stranger")], server=False)
+    expired = issue(ca, [("CN", "expired")], server=False, expired=True)
     out = {"dir": d, "ca_obj": ca,
            "ca": write_pem(d / "ca.pem", cert=ca[0]), "other_ca": write_pem(d / "other-ca.pem", cert=other_ca[0]),
            "server_cert": write_pem(d / "server.pem", cert=server[0]),
@@ -424,7 +427,9 @@ def pki(tmp_path):
            "client_cert": write_pem(d / "client.pem", cert=client[0]),
            "client_key": write_pem(d / "client.key", key=client[1]),
            "stranger_cert": write_pem(d / "stranger.pem", cert=stranger[0]),
-           "stranger_key": write_pem(d / "stranger.key", key=stranger[1])}
+           "stranger_key": write_pem(d / "stranger.key", key=stranger[1]),
+           "expired_cert": write_pem(d / "expired.pem", cert=expired[0]),
+           "expired_key": write_pem(d / "expired.key", key=expired[1])}
     return out
 
 
@@ -475,8 +480,8 @@ def test_ssl_and_sasl_ssl_with_confluent_and_kafka_python(secure_factory, pki):
 def test_tls_refusals_leave_the_broker_serving(secure_factory, pki):
     b = secure_factory(["PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"], tls_args(pki, "required"))
     ssl_addr = b.addr("SSL")
-    # No client certificate, and one from an untrusted CA: refused.
-    for client in (None, "stranger"):
+    # No client certificate, one from an untrusted CA, an expired one: refused.
+    for client in (None, "stranger", "expired"):
         a = AdminClient({**ssl_conf(ssl_addr, pki, client=client), "socket.timeout.ms": 8000})
         with pytest.raises(ck.KafkaException):
             a.list_topics(timeout=8)
@@ -736,3 +741,27 @@ def test_kafkajs_over_sasl_and_tls(secure_factory, pki):
         assert r.returncode == 0, (listener, r.stderr)
         out = json.loads(r.stdout.strip().splitlines()[-1])
         assert sorted(out["values"]) == sorted(f"s{i}" for i in range(10)), listener
+
+
+def test_kcat_over_sasl_plain_and_ssl(secure_factory, pki):
+    """Debian's kcat (librdkafka 2.0.2). Its SCRAM is broken against any
+    broker (it repeats the client nonce in its final message, which Kafka
+    refuses too), so PLAIN here."""
+    import shutil
+    import subprocess
+    if shutil.which("kcat") is None:
+        pytest.skip("kcat not installed")
+    b = secure_factory(["PLAINTEXT://127.0.0.1:0", "SASL_PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"], tls_args(pki))
+    add_scram_user(b.addr("PLAINTEXT"), "alice", PASSWORD)
+    for listener, extra in [
+        ("SASL_PLAINTEXT", ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
+                            "-X", "sasl.username=alice", "-X", f"sasl.password={PASSWORD}"]),
+        ("SSL", ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki['ca']}"]),
+    ]:
+        topic = f"kc-{listener.lower()}"
+        p = subprocess.run(["kcat", "-b", b.addr(listener), "-t", topic, "-P"] + extra, input="hello\n",
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        c = subprocess.run(["kcat", "-b", b.addr(listener), "-t", topic, "-C", "-e", "-o", "beginning"] + extra,
+                           capture_output=True, text=True, timeout=60)
+        assert (c.returncode, c.stdout) == (0, "hello\n"), c.stderr

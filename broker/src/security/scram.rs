@@ -386,9 +386,10 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     b
 }
 
-/// A fresh server nonce: printable, no commas (base64 has none).
+/// A fresh nonce: 24 random bytes in hex (letters and digits only, as
+/// Kafka's, so no client's parser meets a character it does not expect).
 pub fn server_nonce() -> String {
-    B64.encode(random_bytes(NONCE_BYTES))
+    random_bytes(NONCE_BYTES).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
