@@ -32,6 +32,8 @@ python3 -c 'import lz4' 2>/dev/null || py_missing+=(lz4)
 python3 -c 'import zstandard' 2>/dev/null || py_missing+=(zstandard)
 # Parses /metrics in tests/test_metrics.py with Prometheus' own parser.
 python3 -c 'import prometheus_client' 2>/dev/null || py_missing+=(prometheus-client)
+# tests/test_security.py makes its TLS certificates with it.
+python3 -c 'import cryptography' 2>/dev/null || py_missing+=(cryptography)
 if [ ${#py_missing[@]} -gt 0 ]; then
     python3 -m pip install -q --disable-pip-version-check "${py_missing[@]}"
 fi

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ use crate::context::{ClientLimits, Ctx};
 use crate::log_limit::{self, Cause};
 use crate::metrics;
 use crate::response::{Chunk, Response};
+use crate::security::stream::Stream;
+use crate::security::{tls, Listener, Session};
 
 /// Requests of one connection being worked on at once; reading stops beyond it.
 const INFLIGHT_MAX: usize = 32;
@@ -52,10 +55,11 @@ type Pending = Pin<Box<dyn Future<Output = (HandlerResult, Held)>>>;
 
 /// Admits a connection the shard's listener accepted and serves it, or
 /// closes it at once when a connection cap refuses it (`conn_caps.rs`).
-pub fn accept(stream: TcpStream, peer: SocketAddr, ctx: &Rc<Ctx>) {
+pub fn accept(stream: TcpStream, peer: SocketAddr, listener: &Arc<Listener>, ctx: &Rc<Ctx>) {
     match ctx.conn_caps.admit(peer.ip()) {
         Ok(admitted) => {
-            tokio_uring::spawn(serve(stream, ctx.clone(), peer, admitted));
+            let session = Rc::new(Session::new(peer, listener.clone()));
+            tokio_uring::spawn(serve(stream, ctx.clone(), session, admitted));
         }
         Err(why) => {
             drop(stream);
@@ -64,10 +68,14 @@ pub fn accept(stream: TcpStream, peer: SocketAddr, ctx: &Rc<Ctx>) {
     }
 }
 
-async fn serve(stream: TcpStream, ctx: Rc<Ctx>, peer: SocketAddr, _admitted: Admitted) {
-    let peer: Rc<str> = Rc::from(peer.to_string());
+async fn serve(stream: TcpStream, ctx: Rc<Ctx>, session: Rc<Session>, _admitted: Admitted) {
+    let peer = session.peer_text.clone();
     let _ = stream.set_nodelay(true);
-    if let Err(why) = serve_inner(stream, &ctx, peer.clone()).await {
+    let result = match tls_handshake(stream, &ctx, &session).await {
+        Ok(stream) => serve_inner(stream, &ctx, session).await,
+        Err(why) => Err(why),
+    };
+    if let Err(why) = result {
         // One line per closed connection, and few per cause under a flood:
         // the client's problem stays its own.
         match why.cause() {
@@ -79,6 +87,27 @@ async fn serve(stream: TcpStream, ctx: Rc<Ctx>, peer: SocketAddr, _admitted: Adm
             }
         }
     }
+}
+
+/// TLS listeners: the handshake, within the frame timeout; a client
+/// certificate names the session's principal (SSL listeners).
+async fn tls_handshake(stream: TcpStream, ctx: &Ctx, session: &Session) -> Result<Stream, Close> {
+    let Some(acceptor) = &session.listener.tls else {
+        return Ok(Stream::Plain(stream));
+    };
+    let timeout = ctx.config.limits.frame_timeout;
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return Err(Close::Auth(format!("TLS handshake failed: {e}"))),
+        Err(_) => return Err(Close::Auth(format!("TLS handshake not done within {} ms", timeout.as_millis()))),
+    };
+    let subject = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| tls::subject_name(c));
+    match subject {
+        Some(Some(dn)) => session.set_certificate_principal(dn),
+        Some(None) => return Err(Close::Auth("the client certificate's subject is unreadable".into())),
+        None => {}
+    }
+    Ok(Stream::Tls(Box::new(tls)))
 }
 
 /// Why the broker closed a connection.
@@ -98,6 +127,8 @@ enum Close {
     Idle {
         after: Duration,
     },
+    /// Authentication failed or was skipped (`security/sasl.rs`).
+    Auth(String),
 }
 
 impl Close {
@@ -108,6 +139,7 @@ impl Close {
             Close::Request(ConnError::Io(_)) => Cause::ConnectionIo,
             Close::Oversized(_) => Cause::OversizedFrame,
             Close::FrameTimeout { .. } | Close::ResponseTimeout { .. } => Cause::Timeout,
+            Close::Auth(_) => Cause::Authentication,
             Close::Idle { .. } => return None,
         })
     }
@@ -117,7 +149,7 @@ impl std::fmt::Display for Close {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Close::Request(e) => write!(f, "{e}"),
-            Close::Malformed(why) | Close::Oversized(why) => f.write_str(why),
+            Close::Malformed(why) | Close::Oversized(why) | Close::Auth(why) => f.write_str(why),
             Close::FrameTimeout { after, received, size } => {
                 let of = size.map_or("a size prefix".to_string(), |s| format!("{} bytes", 4 + s));
                 write!(f, "frame not received within {} ms ({received} of {of})", after.as_millis())
@@ -130,7 +162,7 @@ impl std::fmt::Display for Close {
     }
 }
 
-async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>, peer: Rc<str>) -> Result<(), Close> {
+async fn serve_inner(mut stream: Stream, ctx: &Rc<Ctx>, session: Rc<Session>) -> Result<(), Close> {
     let limits = &ctx.config.limits;
     let frame_max = limits.budgets.frame_max_bytes(ctx.config.socket_request_max_bytes as u64);
     let mut reader = Reader::new();
@@ -146,7 +178,14 @@ async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>, peer: Rc<str>) -> Res
             return Ok(());
         }
         let room = limits.budgets.connection_bytes.saturating_sub(inflight_bytes);
-        let can_read = !eof && inflight.len() < INFLIGHT_MAX && reader.fits(room);
+        // Until it authenticates, a connection's requests run one at a time
+        // (each may change what the next frame is: a v0 handshake makes it a
+        // bare SASL token) and its frames are small.
+        let authenticated = session.authenticated();
+        let frame_max = if authenticated { frame_max } else { frame_max_unauthenticated(frame_max) };
+        reader.frame_min_bytes = if session.expects_raw_token() { 0 } else { FRAME_MIN_BYTES };
+        let can_read =
+            !eof && inflight.len() < INFLIGHT_MAX && (authenticated || inflight.is_empty()) && reader.fits(room);
         reader.note_reading(can_read);
         let deadline = reader.deadline(can_read, inflight.is_empty(), limits);
         if let Some(at) = deadline {
@@ -161,6 +200,9 @@ async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>, peer: Rc<str>) -> Res
                 if let Some(resp) = result.map_err(Close::Request)? {
                     write_response(&mut stream, resp, limits.frame_timeout).await?;
                 }
+                if let Some(why) = session.take_close() {
+                    return Err(Close::Auth(why));
+                }
                 inflight_bytes -= held.bytes();
                 // `held` drops here: the frame's bytes go back to the shard's
                 // and the broker's budgets once its response is written.
@@ -168,13 +210,19 @@ async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>, peer: Rc<str>) -> Res
             step = reader.step(&mut stream, &ctx.budgets, frame_max, room), if can_read => match step? {
                 Step::Frame(frame, held) => {
                     inflight_bytes += held.bytes();
-                    let (ctx, peer) = (ctx.clone(), peer.clone());
-                    let timer = metrics::RequestTimer::start(&frame);
-                    inflight.push_back(Box::pin(async move {
-                        let result = api::handle(ctx, peer, frame).await;
-                        timer.finish();
-                        (result, held)
-                    }));
+                    let (ctx, session) = (ctx.clone(), session.clone());
+                    if session.expects_raw_token() {
+                        inflight.push_back(Box::pin(async move {
+                            (crate::security::sasl::raw_token(&ctx, &session, frame).await, held)
+                        }));
+                    } else {
+                        let timer = metrics::RequestTimer::start(&frame);
+                        inflight.push_back(Box::pin(async move {
+                            let result = api::handle(ctx, session, frame).await;
+                            timer.finish();
+                            (result, held)
+                        }));
+                    }
                 }
                 Step::Progress | Step::Blocked => {}
                 Step::Eof => eof = true,
@@ -191,11 +239,24 @@ async fn serve_inner(mut stream: TcpStream, ctx: &Rc<Ctx>, peer: Rc<str>) -> Res
     }
 }
 
+/// Before authentication frames are bounded by Kafka's
+/// `sasl.server.max.receive.size` too.
+fn frame_max_unauthenticated((bytes, name): (u64, &str)) -> (u64, &str) {
+    let sasl_max = crate::security::sasl::SASL_RECEIVE_BYTES_MAX;
+    if bytes <= sasl_max {
+        (bytes, name)
+    } else {
+        (sasl_max, "sasl.server.max.receive.size")
+    }
+}
+
 /// Receives frames: size prefix, then a budget for the body, then the body.
 /// Everything lives here between calls of `step`, which may be cancelled at
 /// any await without losing bytes or budget.
 struct Reader {
     buf: BytesMut,
+    /// Smaller frames are malformed: `FRAME_MIN_BYTES`, or 0 for bare SASL tokens.
+    frame_min_bytes: usize,
     state: State,
     /// When the frame being received started: its first byte, or the moment
     /// the broker (re)started reading it (time spent waiting for a budget or
@@ -230,6 +291,7 @@ impl Reader {
     fn new() -> Reader {
         Reader {
             buf: BytesMut::with_capacity(READ_AHEAD_BYTES),
+            frame_min_bytes: FRAME_MIN_BYTES,
             state: State::Prefix,
             started: None,
             paused: false,
@@ -292,7 +354,7 @@ impl Reader {
     /// being received (so the caller arms its timeout).
     async fn step(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Stream,
         budgets: &RequestBudgets,
         (frame_max, limit_name): (u64, &str),
         room: u64,
@@ -305,7 +367,7 @@ impl Reader {
             match self.state {
                 State::Prefix if self.buf.len() >= 4 => {
                     let size = i32::from_be_bytes(self.buf[..4].try_into().unwrap());
-                    if size < FRAME_MIN_BYTES as i32 {
+                    if size < self.frame_min_bytes as i32 {
                         return Err(Close::Malformed(format!("frame size {size} is invalid")));
                     }
                     if size as u64 > frame_max {
@@ -343,7 +405,7 @@ impl Reader {
         }
     }
 
-    async fn read(&mut self, stream: &mut TcpStream, max: usize) -> Result<usize, Close> {
+    async fn read(&mut self, stream: &mut Stream, max: usize) -> Result<usize, Close> {
         let n = stream.take(max as u64).read_buf(&mut self.buf).await.map_err(|e| Close::Request(ConnError::Io(e)))?;
         self.last_read = Instant::now();
         Ok(n)
@@ -383,7 +445,7 @@ impl Reader {
 
 /// Writes a response, giving the client `timeout` to take it once the socket
 /// buffer is full (most responses fit it, and set no timer at all).
-async fn write_response(stream: &mut TcpStream, resp: Response, timeout: Duration) -> Result<(), Close> {
+async fn write_response(stream: &mut Stream, resp: Response, timeout: Duration) -> Result<(), Close> {
     let write = write_frame(stream, resp);
     tokio::pin!(write);
     if let Poll::Ready(r) = futures::poll!(write.as_mut()) {
@@ -395,16 +457,21 @@ async fn write_response(stream: &mut TcpStream, resp: Response, timeout: Duratio
     }
 }
 
-async fn write_frame(stream: &mut TcpStream, resp: Response) -> Result<(), ConnError> {
+async fn write_frame(stream: &mut Stream, resp: Response) -> Result<(), ConnError> {
     let len = resp.byte_len();
     stream.write_all(&(len as u32).to_be_bytes()).await.map_err(ConnError::Io)?;
     for chunk in resp.chunks {
         match chunk {
             Chunk::Bytes(b) => stream.write_all(&b).await.map_err(ConnError::Io)?,
-            Chunk::File(f) => send_file(stream, &f).await.map_err(ConnError::Io)?,
+            Chunk::File(f) => match stream.plain() {
+                Some(socket) => send_file(socket, &f).await.map_err(ConnError::Io)?,
+                // TLS must encrypt: no sendfile (security/stream.rs).
+                None => stream.write_file(&f).await.map_err(ConnError::Io)?,
+            },
         }
     }
-    Ok(())
+    // TLS holds the last record until flushed; a socket has nothing to flush.
+    stream.flush().await.map_err(ConnError::Io)
 }
 
 /// Page cache → socket with sendfile(2): record data never enters user space.

@@ -64,6 +64,8 @@ pub struct Ctx {
     pub budgets: crate::budget::RequestBudgets,
     /// Open connections, counted across shards.
     pub conn_caps: Arc<crate::conn_caps::ConnectionCaps>,
+    /// SASL mechanisms, failure delays (`security/`).
+    pub security: Arc<crate::security::SecurityState>,
 }
 
 impl Ctx {

@@ -50,9 +50,11 @@ pub enum Cause {
     StorageError,
     /// A background flush (`flush.ms`) failed.
     FlushFailed,
+    /// SASL authentication failed, or a request came before it (the connection is closed).
+    Authentication,
 }
 
-const CAUSES: [Cause; 8] = [
+const CAUSES: [Cause; 9] = [
     Cause::MalformedFrame,
     Cause::OversizedFrame,
     Cause::Timeout,
@@ -61,6 +63,7 @@ const CAUSES: [Cause; 8] = [
     Cause::ConnectionCap,
     Cause::StorageError,
     Cause::FlushFailed,
+    Cause::Authentication,
 ];
 
 impl Cause {
@@ -74,6 +77,7 @@ impl Cause {
             Cause::ConnectionCap => "connection refused by a cap",
             Cause::StorageError => "storage error",
             Cause::FlushFailed => "flush failed",
+            Cause::Authentication => "authentication failed",
         }
     }
 

@@ -21,6 +21,7 @@ mod producer_ids;
 mod replication;
 mod response;
 mod router;
+mod security;
 mod server;
 mod settings;
 mod shard;
@@ -47,7 +48,7 @@ fn main() {
     }
     init_logging(settings.logging_format);
     install_panic_hook();
-    if let Err(e) = failpoints::init_from_env().and_then(|()| server::run(settings.server_options()?)) {
+    if let Err(e) = failpoints::init_from_env().and_then(|()| server::run(settings.server_options(&flags.security)?)) {
         eprintln!("laminar: {e:#}");
         std::process::exit(1);
     }

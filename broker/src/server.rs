@@ -17,7 +17,7 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use laminar_coord::cluster::{BrokerRecord, Keys};
+use laminar_coord::cluster::{BrokerRecord, Keys, ListenerRecord};
 use laminar_coord::{EmbeddedStore, MetaStore};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,6 +32,7 @@ use crate::group::state::GroupTiming;
 use crate::group::{GroupManager, OffsetWriter};
 use crate::log_limit;
 use crate::router::Router;
+use crate::security::{Listener, ListenerSpec, SecurityState};
 use crate::shard::{self, Shard, ShardMsg};
 
 /// Which metadata store backs the broker.
@@ -44,7 +45,8 @@ pub enum StoreChoice {
 }
 
 pub struct ServerOptions {
-    pub listen: SocketAddr,
+    /// Listeners, SASL, TLS, ACLs (`security/`).
+    pub security: crate::security::args::SecurityOptions,
     pub data_dir: PathBuf,
     pub shards: usize,
     /// Pin shard threads to cores (off when asked to, e.g. sharing a machine).
@@ -108,12 +110,26 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     };
     let prepared = control.block_on(format::prepare(&*store, &keys, &opts.data_dir, opts.config.node_id))?;
 
-    let listeners = bind_listeners(opts.listen, opts.shards)?;
-    let bound = listeners[0].local_addr()?;
-    config.cluster_id = prepared.cluster_id;
-    if config.advertised_port == 0 {
-        config.advertised_port = bound.port();
+    // Followers fetch over the inter-broker listener, with TLS and SASL as it needs.
+    let inter_broker_protocol = opts.security.listeners[opts.security.inter_broker].protocol;
+    let configured = crate::security::inter_broker::configure(
+        inter_broker_protocol,
+        opts.security.tls.as_ref(),
+        opts.security.inter_broker_sasl.clone(),
+    );
+    // A single node has no followers: only a cluster needs the client side.
+    if matches!(opts.store, StoreChoice::Etcd { .. }) {
+        configured?;
     }
+    let tls = match &opts.security.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(crate::security::tls::server_config(files)?)),
+        None => None,
+    };
+    let (mut per_shard, advertised, bound_addrs) = bind_all(&opts.security.listeners, tls.as_ref(), opts.shards)?;
+    let bound = bound_addrs[0];
+    config.cluster_id = prepared.cluster_id;
+    let inter_broker = &advertised[opts.security.inter_broker];
+    (config.advertised_host, config.advertised_port) = (inter_broker.host.clone(), inter_broker.port);
     let config = Arc::new(config);
     let cluster = Cluster::new(store.clone(), keys.clone(), opts.cluster.clone(), opts.shards);
     let record = BrokerRecord {
@@ -127,6 +143,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         partition_capacity,
         build: env!("CARGO_PKG_VERSION").to_string(),
         shutting_down: false,
+        listeners: advertised.clone(),
     };
     control.block_on(membership::register(&cluster, &record, Duration::from_secs(60)))?;
 
@@ -142,6 +159,12 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let producer_ids = Arc::new(crate::producer_ids::ProducerIds::new(store.clone(), keys.producer_ids()));
     let budgets = config.limits.budgets;
     let broker_budget = Arc::new(Budget::new(budgets.broker_bytes));
+    let security = Arc::new(SecurityState {
+        sasl_mechanisms: opts.security.sasl_mechanisms.clone(),
+        failures: Default::default(),
+        fake_salts: Default::default(),
+        authorizer: crate::security::authz::Authorizer::new(opts.security.authorizer, opts.security.policy.clone()),
+    });
     let conn_caps = Arc::new(ConnectionCaps::new(max_connections, config.limits.max_connections_per_ip));
     if let Some(listener) = metrics_listener {
         crate::metrics::serve(listener, router.clone(), cluster.clone())?;
@@ -150,7 +173,8 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
     let cores = if opts.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (started_tx, started_rx) = std_mpsc::channel::<anyhow::Result<()>>();
     let mut threads = Vec::new();
-    for (id, (rx, listener)) in receivers.into_iter().zip(listeners).enumerate() {
+    for (id, rx) in receivers.into_iter().enumerate() {
+        let listeners = std::mem::take(&mut per_shard[id]);
         let core = if cores.is_empty() { None } else { Some(cores[id % cores.len()]) };
         let ctx = Ctx {
             router: router.clone(),
@@ -163,6 +187,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
                 broker: broker_budget.clone(),
             },
             conn_caps: conn_caps.clone(),
+            security: security.clone(),
         };
         let (data_dir, shard_cluster, retention) =
             (opts.data_dir.clone(), cluster.clone(), opts.retention_check_interval);
@@ -184,7 +209,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
                 tokio_uring::spawn(writer.clone().run());
                 let groups = Rc::new(RefCell::new(GroupManager::new(timing, writer)));
                 let shard = Shard::new(id, data_dir, shard_cluster, replication, retention);
-                run_shard(ctx, shard, groups, rx, listener, started, serving).await
+                run_shard(ctx, shard, groups, rx, listeners, started, serving).await
             });
         })?;
         threads.push(t);
@@ -210,6 +235,7 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         tokio::spawn(controller::run(cluster.clone(), shutdown_rx.clone()));
         tokio::spawn(reconciler.run(ready_tx, shutdown_rx.clone()));
         tokio::spawn(log_limit::run_summaries());
+        tokio::spawn(crate::security::authz::follow(store.clone(), keys.clone(), security.clone()));
         let signal = wait_for_signal();
         tokio::pin!(signal);
         tokio::select! {
@@ -222,6 +248,17 @@ pub fn run(opts: ServerOptions) -> anyhow::Result<()> {
         let _ = serving_tx.send(true);
         // Tests and scripts read this line to learn the port.
         println!("listening on {bound}");
+        // Then every listener by name (the first line stays the first
+        // listener's). Readers may have closed stdout after the first line:
+        // a failed write is no error.
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            for (l, addr) in opts.security.listeners.iter().zip(&bound_addrs) {
+                let _ = writeln!(out, "listener {}://{addr}", l.name);
+            }
+            let _ = out.flush();
+        }
         tracing::info!(%bound, shards = opts.shards, data_dir = %opts.data_dir.display(),
             node_id = config.node_id, incarnation = cluster.incarnation(), "laminar is serving");
         signal.await?;
@@ -304,36 +341,46 @@ async fn run_shard(
     shard: Shard,
     groups: crate::group::manager::SharedGroups,
     rx: mpsc::UnboundedReceiver<ShardMsg>,
-    listener: TcpListener,
+    listeners: Vec<(Arc<Listener>, TcpListener)>,
     started: std_mpsc::Sender<anyhow::Result<()>>,
     serving: watch::Receiver<bool>,
 ) {
     let shard = Rc::new(RefCell::new(shard));
-    let listener = match listener.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(listener)) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = started.send(Err(e.into()));
-            return;
+    let mut accepting = Vec::with_capacity(listeners.len());
+    for (listener, socket) in listeners {
+        match socket.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(socket)) {
+            Ok(l) => accepting.push((listener, l)),
+            Err(e) => {
+                let _ = started.send(Err(e.into()));
+                return;
+            }
         }
-    };
+    }
     let ctx = Rc::new(ctx);
     tokio_uring::spawn(shard::run_upkeep(shard.clone()));
     tokio_uring::spawn(crate::group::manager::run_ticker(groups.clone()));
-    tokio_uring::spawn(accept_loop(listener, ctx.clone(), serving));
+    for (listener, socket) in accepting {
+        tokio_uring::spawn(accept_loop(socket, listener, ctx.clone(), serving.clone()));
+    }
     let _ = started.send(Ok(()));
     // The shard lives as long as its mailbox loop; returning ends the runtime
     // and with it every connection task of this shard.
     shard::run_mailbox(shard, groups, rx).await;
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, ctx: Rc<Ctx>, mut serving: watch::Receiver<bool>) {
+async fn accept_loop(
+    socket: tokio::net::TcpListener,
+    listener: Arc<Listener>,
+    ctx: Rc<Ctx>,
+    mut serving: watch::Receiver<bool>,
+) {
     // Connections wait in the listen backlog until the broker is ready.
     if serving.wait_for(|s| *s).await.is_err() {
         return;
     }
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => crate::connection::accept(stream, peer, &ctx),
+        match socket.accept().await {
+            Ok((stream, peer)) => crate::connection::accept(stream, peer, &listener, &ctx),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 if log_limit::admit(log_limit::Cause::AcceptFailed) {
@@ -343,6 +390,34 @@ async fn accept_loop(listener: tokio::net::TcpListener, ctx: Rc<Ctx>, mut servin
             }
         }
     }
+}
+
+/// Binds every listener on every shard. Returns, per shard, its sockets of
+/// each listener, and what each listener advertises (its configured address,
+/// or where it bound: port 0 resolved), and where each bound.
+type Bound = (Vec<Vec<(Arc<Listener>, TcpListener)>>, Vec<ListenerRecord>, Vec<SocketAddr>);
+fn bind_all(specs: &[ListenerSpec], tls: Option<&tokio_rustls::TlsAcceptor>, shards: usize) -> anyhow::Result<Bound> {
+    let mut per_shard: Vec<Vec<(Arc<Listener>, TcpListener)>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut advertised = Vec::with_capacity(specs.len());
+    let mut bound_addrs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let sockets = bind_listeners(spec.bind, shards)?;
+        let bound = sockets[0].local_addr()?;
+        bound_addrs.push(bound);
+        let (host, port) = spec.advertised.clone().unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
+        advertised.push(ListenerRecord {
+            name: spec.name.clone(),
+            host,
+            port,
+            security_protocol: spec.protocol.name().to_string(),
+        });
+        let tls = if spec.protocol.tls() { tls.cloned() } else { None };
+        let listener = Arc::new(Listener { name: spec.name.clone(), protocol: spec.protocol, tls });
+        for (shard, socket) in per_shard.iter_mut().zip(sockets) {
+            shard.push((listener.clone(), socket));
+        }
+    }
+    Ok((per_shard, advertised, bound_addrs))
 }
 
 /// One listener per shard on the same address (SO_REUSEPORT). The first binds

@@ -407,6 +407,7 @@ pub mod tests {
                 partition_capacity: 1000,
                 build: String::new(),
                 shutting_down: false,
+                listeners: Vec::new(),
             };
             v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease }));
         }

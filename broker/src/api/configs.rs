@@ -20,6 +20,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::topic_config::{self, Kind};
 use crate::topic_config_table::{SOURCE_DEFAULT, SOURCE_STATIC_BROKER};
 
@@ -50,7 +52,12 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
         let result = DescribeConfigsResult::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        let denied = match r.resource_type {
+            RESOURCE_TOPIC => authz::topic(ctx, Operation::DescribeConfigs, &r.resource_name).err(),
+            _ => authz::cluster(ctx, Operation::DescribeConfigs).err(),
+        };
         let entries: Result<Vec<Entry>, KafkaError> = match r.resource_type {
+            _ if denied.is_some() => Err(denied.expect("checked")),
             RESOURCE_TOPIC => match ctx.view().topic(&r.resource_name) {
                 Some(t) => Ok(topic_config::describe(&t.topic.record.configs, &broker_defaults(ctx))
                     .into_iter()
@@ -195,7 +202,9 @@ pub async fn alter(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handle
     let req: AlterConfigsRequest = decode(header, body)?;
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match topic_resource(r.resource_type, &r.resource_name) {
+        let outcome = match topic_resource(r.resource_type, &r.resource_name)
+            .and_then(|n| authz::topic(ctx, Operation::AlterConfigs, &n).map(|()| n))
+        {
             Err(e) => Err(e),
             Ok(topic) => {
                 // AlterConfigs replaces the whole override set.
@@ -242,7 +251,9 @@ pub async fn incremental_alter(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
     let req: IncrementalAlterConfigsRequest = decode(header, body)?;
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match topic_resource(r.resource_type, &r.resource_name) {
+        let outcome = match topic_resource(r.resource_type, &r.resource_name)
+            .and_then(|n| authz::topic(ctx, Operation::AlterConfigs, &n).map(|()| n))
+        {
             Err(e) => Err(e),
             Ok(topic) => {
                 let ops: Vec<(String, i8, Option<String>)> = r

@@ -19,6 +19,8 @@ use kafka_protocol::messages::{
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::topic_config;
 
 pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -33,6 +35,10 @@ pub async fn create(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                 result,
                 KafkaError::new(errors::INVALID_REQUEST, "topic named twice in one request"),
             ));
+            continue;
+        }
+        if let Err(e) = authz::create_topic(ctx, &name) {
+            results.push(error_result(result, e));
             continue;
         }
         let assignments: Vec<(i32, Vec<i32>)> =
@@ -136,7 +142,7 @@ pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             (None, true) => Err(KafkaError::new(errors::INVALID_REQUEST, "neither topic name nor id given")),
         };
         let r = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(s(n)))).with_topic_id(id);
-        let outcome = match resolved {
+        let outcome = match resolved.and_then(|n| authz::topic(ctx, Operation::Delete, &n).map(|()| n)) {
             Ok(n) => ctx.admin.delete_topic(&n, wait(req.timeout_ms)).await.map(|id| (n, id)),
             Err(e) => Err(e),
         };
@@ -155,10 +161,11 @@ pub async fn create_partitions(ctx: &Rc<Ctx>, header: &RequestHeader, body: Byte
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         let assignments: Vec<Vec<i32>> =
             t.assignments.iter().flatten().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
-        let outcome = ctx
-            .admin
-            .create_partitions(&t.name.0, t.count, &assignments, req.validate_only, wait(req.timeout_ms))
-            .await;
+        let outcome = if let Err(e) = authz::topic(ctx, Operation::Alter, &t.name.0) {
+            Err(e)
+        } else {
+            ctx.admin.create_partitions(&t.name.0, t.count, &assignments, req.validate_only, wait(req.timeout_ms)).await
+        };
         results.push(match outcome {
             Ok(()) => r,
             Err(e) => r.with_error_code(e.code).with_error_message(Some(s(e.message))),

@@ -11,6 +11,8 @@ use super::{decode, respond, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::router::{answer, Pending};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -22,7 +24,9 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         let mut parts = Vec::new();
         for p in t.partitions {
             let index = p.partition_index;
-            let pending: Pending<u64> = if p.offset < -1 {
+            let pending: Pending<u64> = if let Err(e) = authz::topic(ctx, Operation::Delete, &name) {
+                Err(e)
+            } else if p.offset < -1 {
                 Err(KafkaError::new(errors::OFFSET_OUT_OF_RANGE, format!("offset {} is invalid", p.offset)))
             } else {
                 let topic = name.clone();

@@ -18,10 +18,18 @@ use tokio::sync::oneshot;
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors;
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::shard::{ReplicaSize, ShardMsg};
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: DescribeLogDirsRequest = decode(header, body)?;
+    if let Err(e) = authz::cluster(ctx, Operation::Describe) {
+        // Kafka's answer: the error from v3 on, no directories before.
+        let resp = DescribeLogDirsResponse::default();
+        let resp = if header.request_api_version >= 3 { resp.with_error_code(e.code) } else { resp };
+        return respond(header, &resp);
+    }
     // Null: every replica; else only the partitions named.
     let wanted: Option<BTreeMap<String, Vec<i32>>> =
         req.topics.map(|ts| ts.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect());

@@ -15,6 +15,8 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, Reques
 use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::security::acl::Operation;
+use crate::security::authz;
 
 const ELECTION_PREFERRED: i8 = 0;
 
@@ -41,7 +43,9 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             })
             .collect(),
     };
-    let results: Vec<Result<(), KafkaError>> = if election_type == ELECTION_PREFERRED {
+    let results: Vec<Result<(), KafkaError>> = if let Err(e) = authz::cluster(ctx, Operation::Alter) {
+        asked.iter().map(|_| Err(e.clone())).collect()
+    } else if election_type == ELECTION_PREFERRED {
         ctx.admin.elect_preferred(&asked).await
     } else {
         let why = format!(

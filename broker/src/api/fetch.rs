@@ -24,6 +24,8 @@ use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::response::{Chunk, Response};
 use crate::router::{answer, Pending};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::shard::{PartitionRead, ReplicaFetch, ShardMsg};
 
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
@@ -92,6 +94,11 @@ async fn read_all(ctx: &Rc<Ctx>, wanted: &[Wanted], replica: Option<i32>, max_by
     let pending: Vec<Pending<PartitionRead>> = wanted
         .iter()
         .map(|w| {
+            // Followers act for the cluster; consumers read the topic.
+            match replica {
+                Some(_) => authz::cluster(ctx, Operation::ClusterAction),
+                None => authz::topic(ctx, Operation::Read, &w.topic),
+            }?;
             ctx.ask_partition(&view, &w.topic, w.partition, |reply| ShardMsg::Read {
                 topic: w.topic.clone(),
                 partition: w.partition,

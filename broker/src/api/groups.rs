@@ -20,6 +20,8 @@ use crate::context::Ctx;
 use crate::errors;
 use crate::group::{self, GroupMsg, JoinArgs, SyncArgs};
 use crate::placement;
+use crate::security::acl::Operation;
+use crate::security::{authz, Session};
 use crate::shard::ShardMsg;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -41,6 +43,17 @@ pub(crate) async fn ask<T>(ctx: &Ctx, group: &str, msg: impl FnOnce(oneshot::Sen
     rx.await.map_err(|_| errors::COORDINATOR_NOT_AVAILABLE)
 }
 
+/// `ask`, once the principal may do `op` on the group (else GROUP_AUTHORIZATION_FAILED).
+async fn ask_as<T>(
+    ctx: &Ctx,
+    op: Operation,
+    group: &str,
+    msg: impl FnOnce(oneshot::Sender<T>) -> GroupMsg,
+) -> Result<T, i16> {
+    authz::group(ctx, op, group).map_err(|e| e.code)?;
+    ask(ctx, group, msg).await
+}
+
 fn opt(s_: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     s_.as_ref().map(|v| v.to_string())
 }
@@ -52,14 +65,22 @@ type Found = (i16, Option<String>, Option<(i32, String, i32)>);
 /// the group's coordinator slot, from the cluster view. Transactional ids:
 /// this broker, so a transactional producer reaches InitProducerId and fails
 /// fast there (transactions are not supported) instead of retrying lookups.
-fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Found {
+fn locate(ctx: &Ctx, listener: &str, key_type: i8, key: &str) -> Found {
+    let denied = match key_type {
+        KEY_TYPE_GROUP => authz::group(ctx, Operation::Describe, key).err(),
+        _ => None,
+    };
+    if let Some(e) = denied {
+        return (e.code, Some(e.message), None);
+    }
     let view = ctx.view();
     let node = match key_type {
         KEY_TYPE_GROUP => placement::coordinator(&view, key),
         KEY_TYPE_TRANSACTION => Some(ctx.cluster.node_id()),
         other => return (errors::INVALID_REQUEST, Some(format!("unknown coordinator key type {other}")), None),
     };
-    match node.and_then(|n| view.broker(n).map(|b| (n, b.record.host.clone(), b.record.port as i32))) {
+    let at = |n| view.broker(n)?.record.endpoint(listener).map(|(host, port)| (n, host.to_string(), port as i32));
+    match node.and_then(at) {
         Some(at) => (errors::NONE, None, Some(at)),
         // Slots not assigned yet (a starting cluster) or their owner just died:
         // retriable, the client asks again.
@@ -67,14 +88,15 @@ fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Found {
     }
 }
 
-pub fn find_coordinator(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub fn find_coordinator(ctx: &Ctx, session: &Session, header: &RequestHeader, body: Bytes) -> HandlerResult {
+    let listener = session.listener.name.as_str();
     let req: FindCoordinatorRequest = decode(header, body)?;
     let resp = if header.request_api_version >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|key| {
-                let (code, msg, at) = locate(ctx, req.key_type, key);
+                let (code, msg, at) = locate(ctx, listener, req.key_type, key);
                 let co =
                     Coordinator::default().with_key(key.clone()).with_error_code(code).with_error_message(msg.map(s));
                 match at {
@@ -85,7 +107,7 @@ pub fn find_coordinator(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> Handl
             .collect();
         FindCoordinatorResponse::default().with_coordinators(coordinators)
     } else {
-        let (code, msg, at) = locate(ctx, req.key_type, &req.key);
+        let (code, msg, at) = locate(ctx, listener, req.key_type, &req.key);
         let r = FindCoordinatorResponse::default().with_error_code(code);
         let r = if header.request_api_version >= 1 { r.with_error_message(msg.map(s)) } else { r };
         match at {
@@ -120,7 +142,7 @@ pub async fn join(ctx: &Rc<Ctx>, peer: &str, header: &RequestHeader, body: Bytes
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let result = ask(ctx, &group_id, |reply| GroupMsg::Join { args, reply })
+    let result = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Join { args, reply })
         .await
         .unwrap_or_else(|code| group::JoinResult { error: code, generation: -1, ..Default::default() });
     let members = result
@@ -157,7 +179,7 @@ pub async fn sync(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handler
         protocol_name: opt(&req.protocol_name),
         assignments: req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect(),
     };
-    let result = ask(ctx, &group_id, |reply| GroupMsg::Sync { args, reply })
+    let result = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Sync { args, reply })
         .await
         .unwrap_or_else(|code| group::SyncResult { error: code, ..Default::default() });
     let resp = SyncGroupResponse::default()
@@ -171,7 +193,7 @@ pub async fn sync(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handler
 pub async fn heartbeat(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: HeartbeatRequest = decode(header, body)?;
     let group_id = req.group_id.0.to_string();
-    let code = ask(ctx, &group_id, |reply| GroupMsg::Heartbeat {
+    let code = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Heartbeat {
         group: group_id.clone(),
         generation: req.generation_id,
         member_id: req.member_id.to_string(),
@@ -192,10 +214,13 @@ pub async fn leave(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handle
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    let result =
-        ask(ctx, &group_id, |reply| GroupMsg::Leave { group: group_id.clone(), members: members.clone(), reply })
-            .await
-            .and_then(|r| r);
+    let result = ask_as(ctx, Operation::Read, &group_id, |reply| GroupMsg::Leave {
+        group: group_id.clone(),
+        members: members.clone(),
+        reply,
+    })
+    .await
+    .and_then(|r| r);
     let resp = match (result, version >= 3) {
         (Err(code), _) => LeaveGroupResponse::default().with_error_code(code),
         (Ok(codes), false) => LeaveGroupResponse::default().with_error_code(codes[0]),
@@ -221,7 +246,9 @@ pub async fn describe(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Han
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
         let id = g.0.to_string();
-        let d = ask(ctx, &id, |reply| GroupMsg::Describe { group: id.clone(), reply }).await.and_then(|r| r);
+        let d = ask_as(ctx, Operation::Describe, &id, |reply| GroupMsg::Describe { group: id.clone(), reply })
+            .await
+            .and_then(|r| r);
         let entry = DescribedGroup::default().with_group_id(g);
         groups.push(match d {
             Err(code) => entry.with_error_code(code),
@@ -269,6 +296,10 @@ pub async fn list(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handler
         .into_iter()
         .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        // DESCRIBE on the cluster lists every group; else those the principal may describe.
+        .filter(|(id, _, _)| {
+            authz::cluster(ctx, Operation::Describe).is_ok() || authz::group(ctx, Operation::Describe, id).is_ok()
+        })
         .map(|(id, protocol_type, state)| {
             ListedGroup::default()
                 .with_group_id(GroupId(s(id)))
@@ -285,7 +316,9 @@ pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
         let id = g.0.to_string();
-        let code = ask(ctx, &id, |reply| GroupMsg::Delete { group: id.clone(), reply }).await.unwrap_or_else(|c| c);
+        let code = ask_as(ctx, Operation::Delete, &id, |reply| GroupMsg::Delete { group: id.clone(), reply })
+            .await
+            .unwrap_or_else(|c| c);
         results.push(DeletableGroupResult::default().with_group_id(g).with_error_code(code));
     }
     respond(header, &DeleteGroupsResponse::default().with_results(results))

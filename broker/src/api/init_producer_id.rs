@@ -23,6 +23,8 @@ pub async fn handle(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerRe
     let result = if let Some(txn) = &req.transactional_id {
         tracing::info!(transactional_id = %txn.0.as_str(), "InitProducerId refused: transactions are not supported");
         Err(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if let Err(e) = crate::security::authz::idempotent_write(ctx) {
+        Err(e.code)
     } else if (pid == -1) != (epoch == -1) {
         // v3+: both are -1 (new producer) or both set (epoch bump, KIP-360).
         Err(errors::INVALID_REQUEST)

@@ -11,6 +11,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestH
 use super::{decode, respond, HandlerResult};
 use crate::context::Ctx;
 use crate::router::{answer, Pending};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -24,7 +26,7 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         for p in t.partitions {
             let index = p.partition_index;
             let topic = name.clone();
-            let pending: Pending<(i64, i64, i32)> =
+            let pending: Pending<(i64, i64, i32)> = authz::topic(ctx, Operation::Describe, &name).and_then(|()| {
                 ctx.ask_partition(&view, &name, index, |reply| ShardMsg::ListOffset {
                     topic,
                     partition: index,
@@ -32,7 +34,8 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
                     // v4+ carries the client's leader epoch (KIP-320).
                     leader_epoch: if header.request_api_version >= 4 { p.current_leader_epoch } else { -1 },
                     reply,
-                });
+                })
+            });
             parts.push((index, pending));
         }
         topics.push((t.name, parts));

@@ -17,8 +17,10 @@ use super::{authorized_ops, decode, respond, s, HandlerResult};
 use crate::cluster::admin::DEFAULT_WAIT;
 use crate::context::Ctx;
 use crate::errors;
+use crate::security::acl::Operation;
+use crate::security::{authz, Session};
 
-pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
+pub async fn handle(ctx: &Rc<Ctx>, session: &Session, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: MetadataRequest = decode(header, body)?;
     let version = header.request_api_version;
     // v0: an empty list means all topics; v1+: null means all, empty means none.
@@ -33,16 +35,19 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     match wanted {
         None => {
             let view = ctx.view();
-            for name in view.topic_names() {
+            // Topics the principal may not describe are left out.
+            for name in view.topic_names().into_iter().filter(|n| authz::topic(ctx, Operation::Describe, n).is_ok()) {
                 topics.push(topic_entry(&view, &name, Ok(view.topic(&name).expect("listed"))));
             }
         }
         Some(names) => {
             for name in names {
                 let existing = ctx.view().topic(&name).cloned();
+                let describable = authz::topic(ctx, Operation::Describe, &name).is_ok();
                 let entry = match existing {
+                    _ if !describable => topic_entry(&ctx.view(), &name, Err(authz::TOPIC_AUTHORIZATION_FAILED)),
                     Some(t) => topic_entry(&ctx.view(), &name, Ok(&t)),
-                    None if allow_create => auto_create(ctx, &name).await,
+                    None if allow_create && authz::create_topic(ctx, &name).is_ok() => auto_create(ctx, &name).await,
                     None if crate::topic_name::validate(&name).is_err() => {
                         topic_entry(&ctx.view(), &name, Err(errors::INVALID_TOPIC_EXCEPTION))
                     }
@@ -53,15 +58,20 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         }
     }
     let view = ctx.view();
+    // Each broker's address on the listener this client came in on (Kafka
+    // leaves out brokers without it).
     let brokers = view
         .brokers
         .values()
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.record.node_id))
-                .with_host(s(b.record.host.clone()))
-                .with_port(b.record.port as i32)
-                .with_rack(b.record.rack.clone().map(s))
+        .filter_map(|b| {
+            let (host, port) = b.record.endpoint(&session.listener.name)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.record.node_id))
+                    .with_host(s(host))
+                    .with_port(port as i32)
+                    .with_rack(b.record.rack.clone().map(s)),
+            )
         })
         .collect();
     // Asked for (v8+): what a Kafka broker without an authorizer answers.

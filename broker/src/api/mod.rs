@@ -10,6 +10,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::context::Ctx;
 use crate::response::Response;
+use crate::security::{authz, sasl, users, Session};
 
 pub(crate) mod api_versions;
 mod authorized_ops;
@@ -82,15 +83,35 @@ pub(crate) fn parse_header(mut frame: Bytes) -> Result<Parsed, ConnError> {
 }
 
 /// Parses a frame's header and runs the API's handler.
-pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, frame: Bytes) -> HandlerResult {
+pub async fn handle(ctx: Rc<Ctx>, session: Rc<Session>, frame: Bytes) -> HandlerResult {
+    // ACL checks in the handlers read the request's session from here.
+    authz::with_session(session.clone(), dispatch(ctx, session, frame)).await
+}
+
+async fn dispatch(ctx: Rc<Ctx>, session: Rc<Session>, frame: Bytes) -> HandlerResult {
     let (api, header, body) = match parse_header(frame)? {
         Parsed::Request(api, header, body) => (api, header, body),
         Parsed::NewerApiVersions { correlation_id } => return api_versions::unsupported_version(correlation_id),
     };
+    if !session.authenticated()
+        && !matches!(api, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+    {
+        // Kafka closes such connections too: the client skipped authentication.
+        return Err(ConnError::Frame(format!(
+            "{api:?} before SASL authentication (only ApiVersions, SaslHandshake and SaslAuthenticate are accepted)"
+        )));
+    }
     let ctx = &ctx;
     match api {
+        ApiKey::SaslHandshake => sasl::handshake(ctx, &session, &header, body),
+        ApiKey::SaslAuthenticate => sasl::authenticate(ctx, &session, &header, body).await,
+        ApiKey::DescribeUserScramCredentials => users::describe(ctx, &session, &header, body).await,
+        ApiKey::AlterUserScramCredentials => users::alter(ctx, &session, &header, body).await,
+        ApiKey::CreateAcls => authz::create(ctx, &header, body).await,
+        ApiKey::DescribeAcls => authz::describe(ctx, &header, body).await,
+        ApiKey::DeleteAcls => authz::delete(ctx, &header, body).await,
         ApiKey::ApiVersions => api_versions::handle(&header, body),
-        ApiKey::Metadata => metadata::handle(ctx, &header, body).await,
+        ApiKey::Metadata => metadata::handle(ctx, &session, &header, body).await,
         ApiKey::Produce => produce::handle(ctx, &header, body).await,
         ApiKey::Fetch => fetch::handle(ctx, &header, body).await,
         ApiKey::ListOffsets => list_offsets::handle(ctx, &header, body).await,
@@ -101,9 +122,9 @@ pub async fn handle(ctx: Rc<Ctx>, peer: Rc<str>, frame: Bytes) -> HandlerResult 
         ApiKey::AlterConfigs => configs::alter(ctx, &header, body).await,
         ApiKey::IncrementalAlterConfigs => configs::incremental_alter(ctx, &header, body).await,
         ApiKey::DeleteRecords => delete_records::handle(ctx, &header, body).await,
-        ApiKey::DescribeCluster => describe_cluster::handle(ctx, &header, body),
-        ApiKey::FindCoordinator => groups::find_coordinator(ctx, &header, body),
-        ApiKey::JoinGroup => groups::join(ctx, &peer, &header, body).await,
+        ApiKey::DescribeCluster => describe_cluster::handle(ctx, &session, &header, body),
+        ApiKey::FindCoordinator => groups::find_coordinator(ctx, &session, &header, body),
+        ApiKey::JoinGroup => groups::join(ctx, &session.peer_text, &header, body).await,
         ApiKey::SyncGroup => groups::sync(ctx, &header, body).await,
         ApiKey::Heartbeat => groups::heartbeat(ctx, &header, body).await,
         ApiKey::LeaveGroup => groups::leave(ctx, &header, body).await,

@@ -12,6 +12,8 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use super::{decode, respond, HandlerResult};
 use crate::context::Ctx;
 use crate::router::{answer, Pending};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -24,14 +26,21 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let topic = name.clone();
-            let pending: Pending<(i32, i64, i32)> =
+            // Followers (replica id set, v3+) act for the cluster.
+            let allowed = if req.replica_id.0 >= 0 {
+                authz::cluster(ctx, Operation::ClusterAction)
+            } else {
+                authz::topic(ctx, Operation::Describe, &name)
+            };
+            let pending: Pending<(i32, i64, i32)> = allowed.and_then(|()| {
                 ctx.ask_partition(&view, &name, p.partition, |reply| ShardMsg::EpochEnd {
                     topic,
                     partition: p.partition,
                     current_leader_epoch: p.current_leader_epoch,
                     epoch: p.leader_epoch,
                     reply,
-                });
+                })
+            });
             parts.push((p.partition, pending));
         }
         topics.push((t.topic, parts));

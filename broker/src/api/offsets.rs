@@ -17,6 +17,8 @@ use super::{decode, respond, s, HandlerResult};
 use crate::context::Ctx;
 use crate::errors;
 use crate::group::{CommitArgs, Committed, GroupMsg};
+use crate::security::acl::Operation;
+use crate::security::authz;
 
 /// `offset.metadata.max.bytes`
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
@@ -29,10 +31,16 @@ pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
     // (topic, partition) → code for partitions refused before reaching the group.
     let mut refused: Vec<(String, i32, i16)> = Vec::new();
     let mut offsets = Vec::new();
+    let group_denied = authz::group(ctx, Operation::Read, &group_id).is_err();
     for t in &req.topics {
         let topic = t.name.0.to_string();
+        let topic_denied = authz::topic(ctx, Operation::Read, &topic).is_err();
         for p in &t.partitions {
-            let code = if !view.has_partition(&topic, p.partition_index) {
+            let code = if group_denied {
+                authz::GROUP_AUTHORIZATION_FAILED
+            } else if topic_denied {
+                authz::TOPIC_AUTHORIZATION_FAILED
+            } else if !view.has_partition(&topic, p.partition_index) {
                 errors::UNKNOWN_TOPIC_OR_PARTITION
             } else if p.committed_metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES) {
                 errors::OFFSET_METADATA_TOO_LARGE
@@ -98,7 +106,11 @@ pub async fn commit(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
 type Fetched = Vec<(String, i32, Option<Committed>)>;
 
 async fn fetch_group(ctx: &Ctx, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Result<Fetched, i16> {
-    ask(ctx, group, |reply| GroupMsg::Fetch { group: group.to_string(), topics, reply }).await.and_then(|r| r)
+    authz::group(ctx, Operation::Describe, group).map_err(|e| e.code)?;
+    let rows =
+        ask(ctx, group, |reply| GroupMsg::Fetch { group: group.to_string(), topics, reply }).await.and_then(|r| r)?;
+    // Offsets of topics the principal may not describe are left out.
+    Ok(rows.into_iter().filter(|(t, _, _)| authz::topic(ctx, Operation::Describe, t).is_ok()).collect())
 }
 
 /// Groups (topic, partition, value) rows by topic, keeping first-seen order.
@@ -197,9 +209,12 @@ pub async fn delete(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
         .iter()
         .map(|t| (t.name.0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect()))
         .collect();
-    let result = ask(ctx, &group_id, |reply| GroupMsg::DeleteOffsets { group: group_id.clone(), topics, reply })
-        .await
-        .and_then(|r| r);
+    let result = match authz::group(ctx, Operation::Delete, &group_id) {
+        Err(e) => Err(e.code),
+        Ok(()) => ask(ctx, &group_id, |reply| GroupMsg::DeleteOffsets { group: group_id.clone(), topics, reply })
+            .await
+            .and_then(|r| r),
+    };
     let resp = match result {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code),
         Ok(rows) => OffsetDeleteResponse::default().with_topics(

@@ -17,6 +17,8 @@ use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
 use crate::response::{Chunk, Response};
 use crate::router::{answer, Pending};
+use crate::security::acl::Operation;
+use crate::security::authz;
 use crate::shard::ShardMsg;
 
 pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
@@ -39,21 +41,23 @@ pub async fn handle(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> Handl
             } else {
                 // Where it goes first: a partition that is not here says so
                 // whatever its records look like.
-                ctx.route(&view, &name, p.index).map_err(|e| invalid_name(&name, e)).and_then(|shard| {
-                    let records = p.records.unwrap_or_default();
-                    crate::metrics::bytes_in(&name, records.len() as u64);
-                    let batches = split(records)?;
-                    let topic = name.clone();
-                    ctx.router.ask(shard, |reply| ShardMsg::Produce {
-                        topic,
-                        partition: p.index,
-                        batches,
-                        acks,
-                        sync,
-                        timeout,
-                        reply,
+                authz::topic(ctx, Operation::Write, &name)
+                    .and_then(|()| ctx.route(&view, &name, p.index).map_err(|e| invalid_name(&name, e)))
+                    .and_then(|shard| {
+                        let records = p.records.unwrap_or_default();
+                        crate::metrics::bytes_in(&name, records.len() as u64);
+                        let batches = split(records)?;
+                        let topic = name.clone();
+                        ctx.router.ask(shard, |reply| ShardMsg::Produce {
+                            topic,
+                            partition: p.index,
+                            batches,
+                            acks,
+                            sync,
+                            timeout,
+                            reply,
+                        })
                     })
-                })
             };
             parts.push((p.index, pending));
         }

@@ -22,12 +22,21 @@ use super::{decode, respond, s, HandlerResult};
 use crate::cluster::reassignment;
 use crate::context::Ctx;
 use crate::errors::{self, KafkaError};
+use crate::security::acl::Operation;
+use crate::security::authz;
 
 pub async fn alter(ctx: &Rc<Ctx>, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: AlterPartitionReassignmentsRequest = decode(header, body)?;
     // v1 (KIP-860) lets a client forbid changing the replication factor;
     // v0 always allowed it.
     let rf_change_allowed = header.request_api_version < 1 || req.allow_replication_factor_change;
+    if let Err(e) = authz::cluster(ctx, Operation::Alter) {
+        let resp = AlterPartitionReassignmentsResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(s(e.message)))
+            .with_allow_replication_factor_change(rf_change_allowed);
+        return respond(header, &resp);
+    }
     let mut responses = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -69,6 +78,12 @@ fn current_rf(ctx: &Ctx, topic: &str, partition: i32) -> Option<usize> {
 
 pub fn list(ctx: &Ctx, header: &RequestHeader, body: Bytes) -> HandlerResult {
     let req: ListPartitionReassignmentsRequest = decode(header, body)?;
+    if let Err(e) = authz::cluster(ctx, Operation::Describe) {
+        let resp = ListPartitionReassignmentsResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(s(e.message)));
+        return respond(header, &resp);
+    }
     let view = ctx.view();
     let ongoing = |name: &str, p: i32| {
         let rec = &view.topic(name)?.partition(p)?.record;

@@ -501,6 +501,7 @@ mod tests {
                 partition_capacity: capacity,
                 build: String::new(),
                 shutting_down: false,
+                listeners: Vec::new(),
             };
             v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease: 1 }));
         }

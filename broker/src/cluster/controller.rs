@@ -516,6 +516,7 @@ mod tests {
                 partition_capacity: 100,
                 build: String::new(),
                 shutting_down: false,
+                listeners: Vec::new(),
             };
             v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease }));
         }

@@ -157,6 +157,7 @@ mod tests {
                 partition_capacity: 1000,
                 build: String::new(),
                 shutting_down: false,
+                listeners: Vec::new(),
             };
             let stored = Stored { record, version: 1, create_revision: 1, lease: node as i64 * 10 };
             v.brokers.insert(node, std::sync::Arc::new(stored));

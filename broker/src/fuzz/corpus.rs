@@ -745,6 +745,78 @@ pub fn seeds() -> Vec<Seed> {
                     push(frame(api, version, c, &offset_for_leader_epoch(version, -1)), &[]);
                     push(frame(api, version, c, &offset_for_leader_epoch(version, 2)), &[]);
                 }
+                ApiKey::SaslHandshake => {
+                    for m in ["PLAIN", "SCRAM-SHA-512"] {
+                        push(frame(api, version, c, &SaslHandshakeRequest::default().with_mechanism(s(m))), &[]);
+                    }
+                }
+                ApiKey::SaslAuthenticate => {
+                    for token in [&b"\0alice\0alice-secret"[..], b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL"] {
+                        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
+                        push(frame(api, version, c, &req), &[]);
+                    }
+                }
+                ApiKey::DescribeUserScramCredentials => {
+                    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+                    let all = DescribeUserScramCredentialsRequest::default().with_users(None);
+                    push(frame(api, version, c, &all), &[]);
+                    let named = DescribeUserScramCredentialsRequest::default()
+                        .with_users(Some(vec![UserName::default().with_name(s("alice"))]));
+                    push(frame(api, version, c, &named), &[]);
+                }
+                ApiKey::AlterUserScramCredentials => {
+                    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+                        ScramCredentialDeletion, ScramCredentialUpsertion,
+                    };
+                    let req = AlterUserScramCredentialsRequest::default()
+                        .with_deletions(vec![ScramCredentialDeletion::default().with_name(s("bob")).with_mechanism(1)])
+                        .with_upsertions(vec![ScramCredentialUpsertion::default()
+                            .with_name(s("alice"))
+                            .with_mechanism(2)
+                            .with_iterations(8192)
+                            .with_salt(Bytes::from_static(b"0123456789abcdef"))
+                            .with_salted_password(Bytes::from(vec![7u8; 64]))]);
+                    push(frame(api, version, c, &req), &[]);
+                }
+                ApiKey::CreateAcls => {
+                    use kafka_protocol::messages::create_acls_request::AclCreation;
+                    let acl = |name: &str, pattern: i8, op: i8| {
+                        AclCreation::default()
+                            .with_resource_type(2)
+                            .with_resource_name(s(name))
+                            .with_resource_pattern_type(pattern)
+                            .with_principal(s("User:alice"))
+                            .with_host(s("*"))
+                            .with_operation(op)
+                            .with_permission_type(3)
+                    };
+                    let req =
+                        CreateAclsRequest::default().with_creations(vec![acl("orders", 3, 4), acl("logs.", 4, 3)]);
+                    push(frame(api, version, c, &req), &[]);
+                }
+                ApiKey::DescribeAcls => {
+                    let any = DescribeAclsRequest::default()
+                        .with_resource_type_filter(1)
+                        .with_pattern_type_filter(1)
+                        .with_operation(1)
+                        .with_permission_type(1);
+                    push(frame(api, version, c, &any), &[]);
+                    let named = any
+                        .with_resource_type_filter(2)
+                        .with_resource_name_filter(Some(s("orders")))
+                        .with_principal_filter(Some(s("User:alice")));
+                    push(frame(api, version, c, &named), &[]);
+                }
+                ApiKey::DeleteAcls => {
+                    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+                    let f = DeleteAclsFilter::default()
+                        .with_resource_type_filter(2)
+                        .with_resource_name_filter(Some(s("orders")))
+                        .with_pattern_type_filter(3)
+                        .with_operation(1)
+                        .with_permission_type(1);
+                    push(frame(api, version, c, &DeleteAclsRequest::default().with_filters(vec![f])), &[]);
+                }
                 other => panic!("the corpus has no frame for served API {other:?}: add one"),
             }
         }

@@ -9,7 +9,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::security::inter_broker::{self, ClientStream};
 
 /// The Fetch version followers send.
 pub const FETCH_VERSION: i16 = 12;
@@ -17,18 +18,17 @@ pub const FETCH_VERSION: i16 = 12;
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
 
 pub struct Channel {
-    stream: TcpStream,
+    /// TLS and SASL as the inter-broker listener needs (`security/inter_broker.rs`).
+    stream: ClientStream,
     correlation_id: i32,
     client_id: StrBytes,
 }
 
 impl Channel {
     pub async fn connect(host: &str, port: u16, me: i32, timeout: Duration) -> std::io::Result<Channel> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
-        Ok(Channel { stream, correlation_id: 0, client_id: StrBytes::from_string(format!("laminar-replica-{me}")) })
+        let client_id = format!("laminar-replica-{me}");
+        let stream = inter_broker::connect(host, port, &client_id, timeout).await?;
+        Ok(Channel { stream, correlation_id: 0, client_id: StrBytes::from_string(client_id) })
     }
 
     /// Sends one Fetch and reads its answer, within `timeout`.
@@ -47,6 +47,7 @@ impl Channel {
         b[..4].copy_from_slice(&len.to_be_bytes());
         let exchange = async {
             self.stream.write_all(&b).await?;
+            self.stream.flush().await?;
             let size = self.stream.read_i32().await?;
             anyhow::ensure!(size >= 4 && size as usize <= RESPONSE_BYTES_MAX, "response of {size} bytes");
             let mut frame = BytesMut::zeroed(size as usize);

@@ -151,6 +151,9 @@ pub struct Flags {
     /// [metrics.listen] Serve Prometheus metrics at http://HOST:PORT/metrics (default: off).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_listen: Option<String>,
+    /// Listeners, TLS, SASL, ACLs (flags only, not in the file yet): `security/args.rs`.
+    #[command(flatten)]
+    pub security: crate::security::args::SecurityArgs,
 }
 
 impl Flags {

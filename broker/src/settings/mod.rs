@@ -248,16 +248,20 @@ impl Settings {
     }
 
     /// What `server::run` takes.
-    pub fn server_options(&self) -> anyhow::Result<server::ServerOptions> {
+    pub fn server_options(
+        &self,
+        security: &crate::security::args::SecurityArgs,
+    ) -> anyhow::Result<server::ServerOptions> {
         let shards = self.num_shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let (advertised_host, advertised_port) = match &self.advertised_listeners {
-            Some(l) => keys::host_port(l).map_err(|e| anyhow::anyhow!("advertised.listeners: {e}"))?,
-            None => (self.listeners.ip().to_string(), self.listeners.port()),
-        };
+        if let Some(l) = &self.advertised_listeners {
+            keys::host_port(l).map_err(|e| anyhow::anyhow!("advertised.listeners: {e}"))?;
+        }
+        let security = security.resolve(self.listeners, self.advertised_listeners.as_deref())?;
         let config = context::BrokerConfig {
             node_id: self.node_id,
-            advertised_host,
-            advertised_port,
+            // The inter-broker listener's, set once it is bound.
+            advertised_host: String::new(),
+            advertised_port: 0,
             cluster_id: String::new(),
             socket_request_max_bytes: self.socket_request_max_bytes as usize,
             auto_create_topics: self.auto_create_topics_enable,
@@ -299,7 +303,7 @@ impl Settings {
             ..Default::default()
         };
         Ok(server::ServerOptions {
-            listen: self.listeners,
+            security,
             data_dir: self.log_dirs.clone(),
             shards,
             pin: self.pin_shards,

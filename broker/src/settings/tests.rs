@@ -33,7 +33,7 @@ fn the_example_config_loads() {
     assert_eq!(s.max_connections_per_ip, 1000);
     assert_eq!(s.logging_format, LogFormat::Json);
     assert_eq!(s.metrics_listen, Some("0.0.0.0:9644".parse().unwrap()));
-    s.server_options().unwrap();
+    s.server_options(&Default::default()).unwrap();
 }
 
 #[test]
@@ -160,9 +160,10 @@ fn bad_flags_are_refused_like_bad_keys() {
 fn no_flags_no_file_is_the_old_default() {
     let s = Settings::load(&Flags::try_parse_from(["laminar"]).unwrap()).unwrap();
     assert_eq!(s, Settings::default());
-    let o = s.server_options().unwrap();
-    assert_eq!(o.listen, "127.0.0.1:9092".parse().unwrap());
-    assert_eq!(o.config.advertised_port, 9092);
+    let o = s.server_options(&Default::default()).unwrap();
+    assert_eq!(o.security.listeners.len(), 1);
+    assert_eq!(o.security.listeners[0].bind, "127.0.0.1:9092".parse().unwrap());
+    assert_eq!(o.security.listeners[0].advertised, None, "its bound address");
     assert!(o.config.fsync_on_acks_all && o.pin && o.metrics_listen.is_none());
     assert!(matches!(o.store, crate::server::StoreChoice::Embedded));
 }

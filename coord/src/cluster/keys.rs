@@ -15,6 +15,8 @@
 //! <P>/offsets/<group %-escaped>/<topic>/<partition>   committed offset
 //! <P>/groups/<group %-escaped>             group membership at its last rebalance
 //! <P>/producer-ids/next-block              decimal
+//! <P>/scram/<user %-escaped>/<mechanism>   ScramCredentialRecord (SCRAM-SHA-256 / SCRAM-SHA-512)
+//! <P>/acls/<binding>                       one ACL binding (JSON; the key is all its fields, escaped)
 //! ```
 //!
 //! Everything a broker must follow lives under `meta/`, watched as one
@@ -106,6 +108,28 @@ impl Keys {
     }
     pub fn producer_ids(&self) -> String {
         format!("{}/producer-ids/next-block", self.prefix)
+    }
+
+    /// Every ACL binding (the broker names the keys under it).
+    pub fn acls(&self) -> String {
+        format!("{}/acls/", self.prefix)
+    }
+    /// Every SASL/SCRAM credential (salted: no password is ever stored).
+    pub fn scram_users(&self) -> String {
+        format!("{}/scram/", self.prefix)
+    }
+    /// The credentials of one user, one key per mechanism.
+    pub fn scram_user(&self, user: &str) -> String {
+        format!("{}/scram/{}/", self.prefix, escape(user))
+    }
+    pub fn scram_credential(&self, user: &str, mechanism: &str) -> String {
+        format!("{}{mechanism}", self.scram_user(user))
+    }
+    /// (user, mechanism) of a credential key.
+    pub fn parse_scram(&self, key: &str) -> Option<(String, String)> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("/scram/")?;
+        let (user, mechanism) = rest.split_once('/')?;
+        Some((unescape(user)?, mechanism.to_string()))
     }
 
     /// What a key under [`Keys::meta`] names.
@@ -245,6 +269,16 @@ mod tests {
         }
         assert!(!k.group_offsets("a").starts_with(&k.group_offsets("a%2F")));
         assert!(!k.group_offsets("a/b").starts_with(&k.group_offsets("a")));
+    }
+
+    #[test]
+    fn scram_keys_round_trip_any_user_name() {
+        let keys = Keys::new("/laminar");
+        for user in ["alice", "a/b", "CN=x,O=y", "%41", "ü"] {
+            let k = keys.scram_credential(user, "SCRAM-SHA-512");
+            assert!(k.starts_with(&keys.scram_user(user)) && k.starts_with(&keys.scram_users()));
+            assert_eq!(keys.parse_scram(&k), Some((user.to_string(), "SCRAM-SHA-512".to_string())));
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod view;
 
 pub use keys::{group_slot, Keys, MetaKey, FORMAT_VERSION, GROUP_SLOTS};
 pub use records::{
-    BrokerRecord, ControllerRecord, CoordinatorRecord, FormatRecord, IsrMember, PartitionRecord, TopicRecord,
+    BrokerRecord, ControllerRecord, CoordinatorRecord, FormatRecord, IsrMember, ListenerRecord, PartitionRecord,
+    ScramCredentialRecord, TopicRecord,
 };
 pub use view::{ClusterView, Stored, TopicView};

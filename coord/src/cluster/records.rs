@@ -39,6 +39,48 @@ pub struct BrokerRecord {
     /// it from ISRs, so its clients see no failed writes when it goes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shutting_down: bool,
+    /// Every listener it serves, as advertised (Kafka's `advertised.listeners`).
+    /// `host`/`port` above stay the inter-broker listener's. Records of builds
+    /// before named listeners have none: their one listener is `host`/`port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerRecord>,
+}
+
+/// One advertised listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerRecord {
+    /// The listener's name (`PLAINTEXT`, `SASL_SSL`, `INTERNAL`, ...): a
+    /// client is told the addresses of the listener it came in on.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub security_protocol: String,
+}
+
+impl BrokerRecord {
+    /// Where clients of listener `name` reach this broker; `None` when it
+    /// has no such listener. A record without listeners (an older build)
+    /// serves every client on `host`/`port`.
+    pub fn endpoint(&self, name: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners.iter().find(|l| l.name == name).map(|l| (l.host.as_str(), l.port))
+    }
+}
+
+/// `<P>/scram/<user>/<mechanism>`: one user's SCRAM credential (RFC 5802):
+/// what the server needs to check a proof and prove itself, never the
+/// password. Byte strings are base64 (standard alphabet, padded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredentialRecord {
+    pub salt: String,
+    pub iterations: u32,
+    /// H(HMAC(SaltedPassword, "Client Key")).
+    pub stored_key: String,
+    /// HMAC(SaltedPassword, "Server Key").
+    pub server_key: String,
 }
 
 /// `<P>/meta/controller`: the elected controller, bound to its lease.
