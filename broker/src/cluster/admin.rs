@@ -485,25 +485,11 @@ fn check_room(view: &ClusterView, partitions: i32, rf: i16) -> Result<(), KafkaE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use laminar_coord::cluster::{BrokerRecord, Stored};
 
     fn view(nodes: &[i32], capacity: u32) -> ClusterView {
         let mut v = ClusterView::empty();
         for &node in nodes {
-            let record = BrokerRecord {
-                node_id: node,
-                host: "127.0.0.1".into(),
-                port: 9000,
-                rack: None,
-                shards: 2,
-                started_ms: 0,
-                data_dir_id: String::new(),
-                partition_capacity: capacity,
-                build: String::new(),
-                shutting_down: false,
-                listeners: Vec::new(),
-            };
-            v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease: 1 }));
+            v.brokers.insert(node, crate::cluster::test_broker(node, capacity, 1));
         }
         v
     }

@@ -499,26 +499,12 @@ fn describe_change(topic: &str, p: usize, old: &PartitionRecord, new: &Partition
 #[cfg(test)]
 mod tests {
     use super::*;
-    use laminar_coord::cluster::records::BrokerRecord;
     use laminar_coord::cluster::Stored;
 
     fn view(live: &[(i32, i64)]) -> ClusterView {
         let mut v = ClusterView::empty();
         for &(node, lease) in live {
-            let record = BrokerRecord {
-                node_id: node,
-                host: "127.0.0.1".into(),
-                port: 9000,
-                rack: None,
-                shards: 2,
-                started_ms: 0,
-                data_dir_id: String::new(),
-                partition_capacity: 100,
-                build: String::new(),
-                shutting_down: false,
-                listeners: Vec::new(),
-            };
-            v.brokers.insert(node, Arc::new(Stored { record, version: 1, create_revision: 1, lease }));
+            v.brokers.insert(node, crate::cluster::test_broker(node, 100, lease));
         }
         v
     }

@@ -142,3 +142,27 @@ impl Cluster {
         self.lease.is_valid()
     }
 }
+
+/// A registered broker as the cluster tests' views hold it: 2 shards on
+/// 127.0.0.1:9000, `capacity` partitions, incarnation `lease`.
+#[cfg(test)]
+pub(crate) fn test_broker(
+    node: i32,
+    capacity: u32,
+    lease: i64,
+) -> Arc<laminar_coord::cluster::Stored<laminar_coord::cluster::BrokerRecord>> {
+    let record = laminar_coord::cluster::BrokerRecord {
+        node_id: node,
+        host: "127.0.0.1".into(),
+        port: 9000,
+        rack: None,
+        shards: 2,
+        started_ms: 0,
+        data_dir_id: String::new(),
+        partition_capacity: capacity,
+        build: String::new(),
+        shutting_down: false,
+        listeners: Vec::new(),
+    };
+    Arc::new(laminar_coord::cluster::Stored { record, version: 1, create_revision: 1, lease })
+}

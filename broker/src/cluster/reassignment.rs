@@ -136,8 +136,7 @@ pub fn complete(rec: &PartitionRecord, view: &ClusterView) -> Option<PartitionRe
 mod tests {
     use super::*;
     use crate::placement;
-    use laminar_coord::cluster::records::BrokerRecord;
-    use laminar_coord::cluster::{IsrMember, Stored};
+    use laminar_coord::cluster::IsrMember;
 
     fn members(view: &ClusterView, nodes: &[i32]) -> Vec<IsrMember> {
         nodes.iter().map(|&n| IsrMember { node: n, incarnation: view.incarnation(n).unwrap_or(0) }).collect()
@@ -146,21 +145,7 @@ mod tests {
     fn view(nodes: &[i32]) -> ClusterView {
         let mut v = ClusterView::empty();
         for &node in nodes {
-            let record = BrokerRecord {
-                node_id: node,
-                host: "127.0.0.1".into(),
-                port: 9000,
-                rack: None,
-                shards: 2,
-                started_ms: 0,
-                data_dir_id: String::new(),
-                partition_capacity: 1000,
-                build: String::new(),
-                shutting_down: false,
-                listeners: Vec::new(),
-            };
-            let stored = Stored { record, version: 1, create_revision: 1, lease: node as i64 * 10 };
-            v.brokers.insert(node, std::sync::Arc::new(stored));
+            v.brokers.insert(node, crate::cluster::test_broker(node, 1000, node as i64 * 10));
         }
         v
     }
